@@ -1,0 +1,56 @@
+# ExtremeEarth Workbench — the two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := env/constraints.txt
+EXTRAS ?= ml,lab,test
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test bench lab chromium clean-runs lock
+
+help:
+	@echo "make demo   - create .venv, install the workbench and its kernel, run the demo pipeline"
+	@echo "make test   - install the test extras and run the whole test suite"
+	@echo "make bench  - run the benchmarks (each prints its ratio last)"
+	@echo "make lab    - start JupyterLab with the workbench kernel"
+	@echo "make lock   - rewrite env/constraints.txt from the current .venv"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip wheel setuptools
+
+# Reinstall when the dependency lists change.
+$(STAMP): $(VENV)/bin/python pyproject.toml $(CONSTRAINTS) kernels/workbench/kernel.json
+	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(VENV)/bin/jupyter kernelspec install --sys-prefix --replace kernels/workbench >/dev/null
+	$(PY) -m workbench.samples.sarsen_assets
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's chromium for the browser tests (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed: sudo apt-get install chromium (browser tests will be skipped)"; fi; }
+
+demo: install
+	$(VENV)/bin/workbench run notebooks/pipelines/demo.yaml
+
+test: install chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --small || exit 1; done
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+lock: $(VENV)/bin/python
+	$(PIP) freeze --exclude-editable | grep -v '^extremeearth-workbench' > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+
+clean-runs:
+	rm -rf runs

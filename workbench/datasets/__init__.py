@@ -1,0 +1,1 @@
+"""Training-data extraction: sea-ice patches (``patches``) and crop pixel series (``pixels``)."""

@@ -1,0 +1,1 @@
+"""Keras models: sea-ice CNNs (``seaice``) and crop-type time-series models (``crops``)."""

@@ -1,0 +1,449 @@
+"""Papermill chains of notebook stages, with a run record (``run.json``) per run.
+
+A pipeline file (YAML)::
+
+    name: demo
+    kernel: workbench              # optional, default "workbench"
+    parameters: {dask_address: ""} # given to every stage whose notebook declares them
+    stages:
+      - name: setup
+        notebook: notebooks/00_setup.ipynb
+        parameters: {}             # always injected
+      - name: discover
+        notebook: notebooks/01_discover.ipynb
+        parameters: {items: "{setup.catalog}"}   # an output path recorded by stage "setup"
+
+Each stage runs with papermill into ``runs/<run-id>/NN_<stage>.ipynb``. Stages
+exchange paths: a notebook calls :func:`record_outputs` and later stages refer
+to those paths as ``"{stage.output}"``. A failing stage stops the chain, keeps
+its partly executed notebook and marks the run failed; :func:`run_pipeline`
+with ``resume=RUN_ID`` continues from the failed stage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from workbench.errors import PipelineError
+from workbench.storage import write_bytes
+
+__all__ = [
+    "Stage",
+    "Pipeline",
+    "load_pipeline",
+    "run_pipeline",
+    "record_outputs",
+    "read_run",
+    "RUN_DIR_ENV",
+    "STAGE_ENV",
+]
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_ENV = "WORKBENCH_RUN_DIR"
+STAGE_ENV = "WORKBENCH_STAGE"
+_REFERENCE = re.compile(r"^\{([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\}$")
+_STAGE_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
+_VERSIONED_PACKAGES = (
+    "extremeearth-workbench", "numpy", "pandas", "xarray", "dask", "distributed", "zarr", "rasterio",
+    "geopandas", "shapely", "pystac", "pystac-client", "papermill", "tensorflow-cpu", "tensorflow",
+    "keras", "optuna", "mlflow-skinny", "deltalake", "pyoxigraph",
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One notebook of a pipeline."""
+
+    name: str
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline file."""
+
+    name: str
+    path: Path
+    stages: tuple[Stage, ...]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    kernel: str = "workbench"
+    description: str = ""
+
+
+def _resolve_notebook(notebook: str, pipeline_path: Path) -> Path:
+    """Find a notebook path relative to the CWD or to an ancestor of the pipeline file."""
+    candidate = Path(notebook)
+    if candidate.is_absolute():
+        return candidate
+    if candidate.exists():
+        return candidate.resolve()
+    for base in pipeline_path.resolve().parents:
+        if (base / candidate).exists():
+            return (base / candidate).resolve()
+    raise PipelineError(f"pipeline {pipeline_path}: notebook {notebook!r} does not exist")
+
+
+def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+    """Read and validate a pipeline YAML file.
+
+    Raises
+    ------
+    PipelineError
+        When the file is missing, not YAML, or its keys/stages are malformed;
+        the message names the file and the offending key or stage.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"pipeline file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"pipeline file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"pipeline file {path}: expected a mapping with 'name' and 'stages'")
+    unknown = set(data) - {"name", "description", "kernel", "parameters", "stages"}
+    if unknown:
+        raise PipelineError(f"pipeline file {path}: unknown key(s) {sorted(unknown)}")
+    stages_data = data.get("stages")
+    if not isinstance(stages_data, list) or not stages_data:
+        raise PipelineError(f"pipeline file {path}: 'stages' must be a non-empty list")
+    parameters = data.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise PipelineError(f"pipeline file {path}: 'parameters' must be a mapping")
+    stages: list[Stage] = []
+    for index, entry in enumerate(stages_data):
+        where = f"pipeline file {path}, stage {index + 1}"
+        if not isinstance(entry, dict):
+            raise PipelineError(f"{where}: expected a mapping with 'name' and 'notebook'")
+        unknown = set(entry) - {"name", "notebook", "parameters"}
+        if unknown:
+            raise PipelineError(f"{where}: unknown key(s) {sorted(unknown)}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not _STAGE_NAME.match(name):
+            raise PipelineError(f"{where}: 'name' must be an identifier, got {name!r}")
+        if any(s.name == name for s in stages):
+            raise PipelineError(f"{where}: duplicate stage name {name!r}")
+        if not isinstance(entry.get("notebook"), str):
+            raise PipelineError(f"{where} ({name}): 'notebook' must be a path")
+        stage_params = entry.get("parameters") or {}
+        if not isinstance(stage_params, dict):
+            raise PipelineError(f"{where} ({name}): 'parameters' must be a mapping")
+        stages.append(Stage(name, _resolve_notebook(entry["notebook"], path), stage_params))
+    return Pipeline(
+        name=str(data.get("name") or path.stem),
+        path=path.resolve(),
+        stages=tuple(stages),
+        parameters=parameters,
+        kernel=str(data.get("kernel") or "workbench"),
+        description=str(data.get("description") or ""),
+    )
+
+
+def record_outputs(**paths: str | os.PathLike[str]) -> dict[str, str]:
+    """Record output paths of the current stage so later stages and ``run.json`` see them.
+
+    Inside a pipeline run (the runner sets ``WORKBENCH_RUN_DIR`` and
+    ``WORKBENCH_STAGE`` for the kernel) the paths are merged into
+    ``<run dir>/outputs/<stage>.json``. Outside a run, nothing is written and
+    the paths are only returned, so a notebook runs the same interactively.
+
+    Returns
+    -------
+    dict
+        The recorded outputs, as absolute paths or URLs.
+    """
+    recorded = {k: (str(v) if "://" in str(v) else str(Path(v).resolve())) for k, v in paths.items()}
+    run_dir, stage = os.environ.get(RUN_DIR_ENV), os.environ.get(STAGE_ENV)
+    if not run_dir or not stage:
+        log.info("not in a pipeline run; outputs not recorded: %s", recorded)
+        return recorded
+    target = Path(run_dir) / "outputs" / f"{stage}.json"
+    existing = json.loads(target.read_text()) if target.exists() else {}
+    existing.update(recorded)
+    write_bytes(target, json.dumps(existing, indent=2).encode())
+    return recorded
+
+
+def checksum(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of a file, or of a directory's files (relative names and contents), or None if absent/remote."""
+    if "://" in str(path):
+        return None
+    p = Path(path)
+    digest = hashlib.sha256()
+    if p.is_file():
+        files = [p]
+    elif p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+    else:
+        return None
+    for f in files:
+        if p.is_dir():
+            digest.update(str(f.relative_to(p)).encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _git_commit(directory: Path) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _resolve_references(value: Any, outputs: Mapping[str, Mapping[str, str]], stage: str) -> Any:
+    if isinstance(value, str):
+        match = _REFERENCE.match(value)
+        if match:
+            source, key = match.groups()
+            if source not in outputs or key not in outputs[source]:
+                raise PipelineError(
+                    f"stage {stage!r}: parameter refers to {value!r}, but stage {source!r} recorded no output {key!r}"
+                )
+            return outputs[source][key]
+        return value
+    if isinstance(value, list):
+        return [_resolve_references(v, outputs, stage) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve_references(v, outputs, stage) for k, v in value.items()}
+    return value
+
+
+def _path_inputs(parameters: Mapping[str, Any], cwd: Path) -> dict[str, dict[str, str | None]]:
+    """Parameters whose values name existing files or folders, with their checksums."""
+    inputs = {}
+    for key, value in parameters.items():
+        if isinstance(value, str) and value and "://" not in value and len(value) < 4096:
+            p = Path(value) if Path(value).is_absolute() else cwd / value
+            if p.exists() and p != cwd:
+                inputs[key] = {"path": str(p), "sha256": checksum(p)}
+    return inputs
+
+
+def _stage_parameters(stage: Stage, pipeline: Pipeline, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(stage.notebook)))
+    shared = {**pipeline.parameters, **overrides}
+    params = {k: v for k, v in shared.items() if k in declared}
+    params.update(stage.parameters)
+    return params
+
+
+def _check_kernel(kernel: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise PipelineError(
+            f"Jupyter kernel {kernel!r} is not installed; run `make install` "
+            f"(jupyter kernelspec install --sys-prefix kernels/{kernel}) or pass --kernel python3"
+        ) from None
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``run.json`` record of a run directory."""
+    path = Path(run_dir) / "run.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"no run record at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"run record {path} is not valid JSON: {exc}") from None
+
+
+def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    write_bytes(run_dir / "run.json", json.dumps(record, indent=2, default=str).encode())
+
+
+def run_pipeline(
+    pipeline_file: str | os.PathLike[str] | None = None,
+    *,
+    runs_dir: str | os.PathLike[str] | None = None,
+    project_dir: str | os.PathLike[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    kernel: str | None = None,
+    resume: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a pipeline (or resume a failed run) and return its run record.
+
+    Parameters
+    ----------
+    pipeline_file
+        The YAML file; may be omitted with ``resume`` (the run record names it).
+    runs_dir
+        Where run folders go (default ``<project_dir>/runs``).
+    project_dir
+        Working directory of the notebooks (default the ``project_dir`` setting).
+    parameters
+        Overrides of the pipeline's shared parameters.
+    kernel
+        Jupyter kernel (default the pipeline's ``kernel``, ``workbench``).
+    resume
+        Id of a failed run to continue from its failed stage.
+    progress
+        Show progress bars (stages, and cells within a stage).
+
+    Returns
+    -------
+    dict
+        The run record also written to ``runs/<run-id>/run.json``; its
+        ``status`` is ``ok`` or ``failed``.
+    """
+    import papermill
+    from tqdm.auto import tqdm
+
+    from workbench.config import load_settings
+
+    settings = load_settings()
+    cwd = Path(project_dir or settings.project_dir).resolve()
+    runs_root = Path(runs_dir) if runs_dir else cwd / "runs"
+    if resume:
+        run_dir = runs_root / resume
+        record = read_run(run_dir)
+        if record.get("status") == "ok":
+            raise PipelineError(f"run {resume} finished ok; nothing to resume")
+        pipeline = load_pipeline(pipeline_file or record["pipeline_file"])
+        overrides = dict(record.get("overrides") or {})
+        if parameters:
+            overrides.update(parameters)
+        record["resumed"] = [*record.get("resumed", []), _now()]
+    else:
+        if pipeline_file is None:
+            raise PipelineError("give a pipeline file, or resume=RUN_ID")
+        pipeline = load_pipeline(pipeline_file)
+        overrides = dict(parameters or {})
+        run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        run_dir = runs_root / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        record = {
+            "run_id": run_id,
+            "pipeline": pipeline.name,
+            "pipeline_file": str(pipeline.path),
+            "project_dir": str(cwd),
+            "overrides": overrides,
+            "parameters": {**pipeline.parameters, **overrides},
+            "package_versions": _package_versions(),
+            "git_commit": _git_commit(pipeline.path.parent),
+            "settings": settings.public(),
+            "started": _now(),
+            "ended": None,
+            "status": "running",
+            "stages": [
+                {"name": s.name, "notebook": str(s.notebook), "status": "pending"} for s in pipeline.stages
+            ],
+        }
+    kernel = kernel or pipeline.kernel
+    _check_kernel(kernel)
+    names = [s.name for s in pipeline.stages]
+    if [s["name"] for s in record["stages"]] != names:
+        raise PipelineError(f"pipeline {pipeline.path} no longer has the stages of run {record['run_id']}")
+    record["status"] = "running"
+    record["kernel"] = kernel
+    _write_record(run_dir, record)
+
+    outputs: dict[str, dict[str, str]] = {}
+    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, STAGE_ENV)}
+    bar = tqdm(total=len(pipeline.stages), desc=f"{pipeline.name}", unit="stage", disable=not progress)
+    try:
+        for index, (stage, entry) in enumerate(zip(pipeline.stages, record["stages"]), start=1):
+            outputs_file = run_dir / "outputs" / f"{stage.name}.json"
+            if entry["status"] == "ok":
+                outputs[stage.name] = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
+                bar.update(1)
+                continue
+            bar.set_postfix_str(stage.name)
+            out_nb = run_dir / f"{index:02d}_{stage.name}.ipynb"
+            params = _resolve_references(_stage_parameters(stage, pipeline, overrides), outputs, stage.name)
+            entry.update(
+                {"status": "running", "started": _now(), "ended": None, "error": None,
+                 "output_notebook": str(out_nb), "parameters": params, "inputs": _path_inputs(params, cwd)}
+            )
+            _write_record(run_dir, record)
+            os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+            os.environ[STAGE_ENV] = stage.name
+            try:
+                papermill.execute_notebook(
+                    str(stage.notebook), str(out_nb), parameters=params, kernel_name=kernel,
+                    cwd=str(cwd), progress_bar=progress, log_output=False,
+                )
+            except papermill.PapermillExecutionError as exc:
+                entry.update(status="failed", ended=_now(),
+                             error={"cell": exc.exec_count, "ename": exc.ename, "evalue": exc.evalue})
+                record.update(status="failed", ended=_now(), failed_stage=stage.name)
+                _write_record(run_dir, record)
+                log.error("stage %s failed in cell %s: %s: %s", stage.name, exc.exec_count, exc.ename, exc.evalue)
+                return record
+            except Exception as exc:  # noqa: BLE001 - kernel death, missing kernel, bad notebook JSON
+                entry.update(status="failed", ended=_now(), error={"ename": type(exc).__name__, "evalue": str(exc)})
+                record.update(status="failed", ended=_now(), failed_stage=stage.name)
+                _write_record(run_dir, record)
+                return record
+            recorded = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
+            outputs[stage.name] = recorded
+            entry.update(
+                status="ok", ended=_now(),
+                outputs={k: {"path": v, "sha256": checksum(v)} for k, v in recorded.items()},
+            )
+            _write_record(run_dir, record)
+            bar.update(1)
+    finally:
+        bar.close()
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    record.update(status="ok", ended=_now())
+    record.pop("failed_stage", None)
+    _write_record(run_dir, record)
+    return record
+
+
+def stage_summary(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per stage (name, status, seconds, error) for tables."""
+    rows = []
+    for entry in record["stages"]:
+        seconds = None
+        if entry.get("started") and entry.get("ended"):
+            seconds = (dt.datetime.fromisoformat(entry["ended"]) - dt.datetime.fromisoformat(entry["started"])).total_seconds()
+        err = entry.get("error") or {}
+        rows.append({"stage": entry["name"], "status": entry["status"], "seconds": seconds,
+                     "error": f"{err.get('ename')}: {err.get('evalue')}" if err else ""})
+    return rows
+

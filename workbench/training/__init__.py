@@ -1,0 +1,1 @@
+"""Training and evaluation: metrics, weighted two-phase training, reports."""

@@ -1,0 +1,1 @@
+"""Maps and panels for notebooks: folium result maps, ipyleaflet input panels."""
