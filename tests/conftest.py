@@ -54,11 +54,12 @@ def s3_server() -> Iterator[dict[str, Any]]:
 @pytest.fixture()
 def s3_bucket(s3_server: dict[str, Any]) -> str:
     """A fresh, empty bucket on the loopback S3 server; returns ``s3://name``."""
-    import s3fs
+    import boto3
 
     name = f"wb-{uuid.uuid4().hex[:12]}"
-    fs = s3fs.S3FileSystem(**s3_server["storage_options"], skip_instance_cache=True)
-    fs.mkdir(name)
+    client = boto3.client("s3", endpoint_url=s3_server["endpoint_url"], aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    client.create_bucket(Bucket=name)
     return f"s3://{name}"
 
 

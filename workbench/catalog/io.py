@@ -26,5 +26,5 @@ def read_item_collection(url: str | os.PathLike[str]) -> list[pystac.Item]:
     data = read_bytes(url)
     try:
         return list(pystac.ItemCollection.from_dict(json.loads(data)))
-    except (ValueError, KeyError, TypeError, pystac.STACError) as exc:
+    except (ValueError, KeyError, TypeError, pystac.STACError, pystac.errors.STACTypeError) as exc:
         raise CatalogError(f"{url} is not a STAC item collection: {exc}") from exc

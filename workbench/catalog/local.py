@@ -43,7 +43,7 @@ def _read(catalog_path: Path) -> pystac.Catalog:
             f"no local catalogue at {catalog_path}; build the sample data first "
             "(notebooks/00_setup.ipynb or `workbench samples`)"
         ) from None
-    except (ValueError, KeyError, pystac.STACError) as exc:
+    except (ValueError, KeyError, pystac.STACError, pystac.errors.STACTypeError) as exc:
         raise CatalogError(f"local catalogue {catalog_path} is not a valid STAC catalogue: {exc}") from exc
 
 
@@ -110,10 +110,10 @@ def add_items(
         all_items = list(collection.get_items())
         if all_items:
             collection.extent = pystac.Extent.from_items(all_items)
-        tmp_dir = path.parent.with_name(f".{path.parent.name}.{uuid.uuid4().hex}.tmp")
+        tmp_dir = path.parent.with_name(f".{path.parent.name}-{uuid.uuid4().hex}-tmp")
         catalog.normalize_hrefs(str(tmp_dir))
         catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-        old_dir = path.parent.with_name(f".{path.parent.name}.{uuid.uuid4().hex}.old")
+        old_dir = path.parent.with_name(f".{path.parent.name}-{uuid.uuid4().hex}-old")
         if path.parent.exists():
             os.replace(path.parent, old_dir)
         os.replace(tmp_dir, path.parent)

@@ -39,14 +39,14 @@ def search_stac(query: CatalogQuery, url: str, *, page_size: int = 100, timeout:
 
     try:
         client = Client.open(url, timeout=timeout)
-    except APIError as exc:
-        raise CatalogError(f"STAC API {url} answered an error: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - requests raises many connection error types
+    except Exception as exc:  # noqa: BLE001 - APIError wraps HTTP and connection errors alike
         raise CatalogError(f"cannot open the STAC API at {url}: {exc}") from exc
     try:
-        client.get_collection(query.collection)
+        found = client.get_collection(query.collection)
     except Exception as exc:  # noqa: BLE001 - a 404 surfaces as APIError or KeyError depending on server
         raise CatalogError(f"unknown collection {query.collection!r} at STAC API {url}: {exc}") from exc
+    if found is None:
+        raise CatalogError(f"unknown collection {query.collection!r} at STAC API {url}")
     search = client.search(
         collections=[query.collection],
         bbox=list(query.bbox),

@@ -306,7 +306,7 @@ def _acquisitions(rng: np.random.Generator, year: int, tile_index: int) -> list[
     start = dt.datetime(year, 9, 1, 10, 0, tzinfo=dt.timezone.utc)
     end = dt.datetime(year + 1, 9, 1, tzinfo=dt.timezone.utc)
     revisit = 5
-    keep = 0.28 + 0.09 * (tile_index % 3)  # tiles differ in how many dates survive
+    keep = 0.34 + 0.1 * (tile_index % 3)  # tiles differ in how many dates survive
     first = int(rng.integers(0, revisit))
     out = []
     day = first + tile_index  # tiles are on different orbits: different days
@@ -327,8 +327,8 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
 
 def _cloud_cover(month: int) -> float:
     """Mean cloud fraction per calendar month (cloudy winters, clear summers)."""
-    return {9: 0.25, 10: 0.35, 11: 0.55, 12: 0.6, 1: 0.6, 2: 0.5, 3: 0.4, 4: 0.35,
-            5: 0.3, 6: 0.25, 7: 0.2, 8: 0.2}[month]
+    return {9: 0.2, 10: 0.3, 11: 0.45, 12: 0.5, 1: 0.5, 2: 0.4, 3: 0.35, 4: 0.3,
+            5: 0.25, 6: 0.2, 7: 0.15, 8: 0.15}[month]
 
 
 def _scene_classification(
@@ -336,7 +336,7 @@ def _scene_classification(
 ) -> np.ndarray:
     """SCL at 20 m for one date: vegetation/soil, clouds, shadows, cirrus, snow, no data."""
     scl = np.where(veg20 > 0.35, 4, 5).astype(np.uint8)
-    cover = 1.0 if force_cloudy else float(np.clip(rng.normal(_cloud_cover(when.month), 0.25), 0.0, 1.0))
+    cover = 1.0 if force_cloudy else float(np.clip(rng.normal(_cloud_cover(when.month), 0.2), 0.0, 1.0))
     if cover > 0.02:
         field = _smooth_field(rng, (half, half), sigma=max(2.0, half / 10))
         if cover >= 0.999:

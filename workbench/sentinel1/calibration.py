@@ -67,6 +67,19 @@ class GridLUT:
         """Bilinear interpolation at the outer product of ``rows`` × ``cols``."""
         return interp_grid(self, rows, cols)
 
+    def at_points(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Bilinear interpolation at scattered points ``(rows[i], cols[i])`` (edge values outside)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        cols = np.asarray(cols, dtype=np.float64)
+        ri, rt = _axis_weights(self.lines, rows.ravel())
+        ci, ct = _axis_weights(self.pixels, cols.ravel())
+        v = np.asarray(self.values, dtype=np.float64)
+        ri1 = np.minimum(ri + 1, v.shape[0] - 1)
+        ci1 = np.minimum(ci + 1, v.shape[1] - 1)
+        top = v[ri, ci] * (1 - ct) + v[ri, ci1] * ct
+        bottom = v[ri1, ci] * (1 - ct) + v[ri1, ci1] * ct
+        return (top * (1 - rt) + bottom * rt).reshape(rows.shape)
+
 
 @dataclass(frozen=True)
 class AzimuthNoiseBlock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dask.array as da
 import numpy as np
 from scipy import ndimage
@@ -41,5 +43,8 @@ def block_mean(block: np.ndarray, factor: int) -> np.ndarray:
     if h % factor or w % factor:
         raise DataError(f"array of shape {block.shape} is not a multiple of the multilook factor {factor}")
     view = block.reshape(h // factor, factor, w // factor, factor)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(view, axis=(1, 3)) if np.isnan(block).any() else view.mean(axis=(1, 3))
+    if not np.isnan(block).any():
+        return view.mean(axis=(1, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
+        return np.nanmean(view, axis=(1, 3))

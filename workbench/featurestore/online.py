@@ -1,0 +1,141 @@
+"""Online store: the latest row of each primary key of online-enabled feature groups, in sqlite.
+
+One table per feature group (``WITHOUT ROWID``, keyed by its primary key);
+inserts are upserts. Lookups reuse one connection per thread and sqlite's
+prepared-statement cache, so a lookup by key costs tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from workbench.featurestore._common import FeatureStoreError
+
+if TYPE_CHECKING:
+    from workbench.featurestore.feature_group import FeatureGroup
+
+__all__ = ["OnlineStore"]
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_type(dtype: Any) -> str:
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+        return "INTEGER"
+    if pd.api.types.is_float_dtype(dtype):
+        return "REAL"
+    return "TEXT"
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (np.integer, np.bool_)):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if value is pd.NaT or value is pd.NA:
+        return None
+    return value
+
+
+class OnlineStore:
+    """sqlite online store at ``path`` (WAL mode; safe for several processes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._columns: dict[str, list[str]] = {}
+        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False,
+                                  cached_statements=256)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    @staticmethod
+    def table_name(group: "FeatureGroup") -> str:
+        """Name of the sqlite table of a feature group."""
+        return f"fg_{group.name}_{group.version}"
+
+    def upsert(self, group: "FeatureGroup", frame: pd.DataFrame, tensors: Mapping[str, np.ndarray]) -> int:
+        """Insert or replace the rows of ``frame`` (and tensor features as raw bytes); return the row count."""
+        table = self.table_name(group)
+        columns = [str(c) for c in frame.columns] + list(tensors)
+        con = self._con()
+        types = {str(c): _sql_type(frame[c].dtype) for c in frame.columns}
+        types.update({t: "BLOB" for t in tensors})
+        defs = ", ".join(f"{_q(c)} {types[c]}" for c in columns)
+        keys = ", ".join(_q(k) for k in group.primary_key)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({defs}, PRIMARY KEY ({keys})) WITHOUT ROWID")
+        existing = [r[1] for r in con.execute(f"PRAGMA table_info({_q(table)})")]
+        for c in columns:
+            if c not in existing:
+                con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c)} {types[c]}")
+        rows = frame.astype(object).to_numpy().tolist()
+        blobs = [np.ascontiguousarray(a) for a in tensors.values()]
+        values = [
+            tuple(_cell(v) for v in row) + tuple(b[i].tobytes() for b in blobs) for i, row in enumerate(rows)
+        ]
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT OR REPLACE INTO {_q(table)} ({', '.join(_q(c) for c in columns)}) VALUES ({marks})"
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany(sql, values)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._columns.pop(table, None)
+        return len(values)
+
+    def columns(self, group: "FeatureGroup") -> list[str]:
+        """Columns of a feature group's online table (empty if it has none)."""
+        table = self.table_name(group)
+        if table not in self._columns:
+            self._columns[table] = [r[1] for r in self._con().execute(f"PRAGMA table_info({_q(table)})")]
+        return self._columns[table]
+
+    def get(self, group: "FeatureGroup", key: Sequence[Any], features: Sequence[str]) -> tuple[Any, ...] | None:
+        """The values of ``features`` for primary-key values ``key``, or None when absent."""
+        table = self.table_name(group)
+        signature = (table, tuple(features))
+        sql = self._statements.get(signature)
+        if sql is None:
+            have = self.columns(group)
+            if not have:
+                raise FeatureStoreError(
+                    f"feature group {group.name!r} v{group.version} has no online data: create it with "
+                    "online_enabled=True and insert rows"
+                )
+            if missing := [f for f in features if f not in have]:
+                raise FeatureStoreError(f"online table of {group.name!r} has no column(s) {missing}")
+            where = " AND ".join(f"{_q(k)} = ?" for k in group.primary_key)
+            sql = f"SELECT {', '.join(_q(f) for f in features)} FROM {_q(table)} WHERE {where}"
+            self._statements[signature] = sql
+        return self._con().execute(sql, tuple(_cell(k) for k in key)).fetchone()
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None

@@ -1,0 +1,330 @@
+"""Geometry literals of GeoSPARQL 1.0: parse and write WKT and GML, with their CRS.
+
+Pure functions, no I/O. Every parsed geometry is held in CRS84 (longitude,
+latitude) so that geometries of different CRSs compare; :class:`GeoValue`
+remembers the CRS and the serialisation of the literal it came from so that a
+function's result is written back in the CRS and the kind (WKT or GML) of its
+first argument, as GeoSPARQL asks.
+
+CRS rules: a WKT literal without a leading ``<IRI>`` is in CRS84. The CRS IRIs
+``http://www.opengis.net/def/crs/EPSG/0/N`` follow the EPSG axis order, so
+``EPSG/0/4326`` coordinates are (latitude, longitude); ``OGC/1.3/CRS84`` is
+(longitude, latitude). GML ``srsName`` may also be ``EPSG:N`` or
+``urn:ogc:def:crs:EPSG::N``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import lru_cache
+
+import shapely
+from pyproj import CRS, Transformer
+from shapely.geometry.base import BaseGeometry
+
+from workbench.errors import DataError
+from workbench.linked.vocab import CRS84, EPSG_PREFIX, GML_LITERAL, WKT_LITERAL
+
+__all__ = [
+    "GeoValue",
+    "GeometryLiteralError",
+    "parse_literal",
+    "parse_wkt_literal",
+    "parse_gml",
+    "to_crs84",
+    "from_crs84",
+    "write_wkt",
+    "write_gml",
+    "write_literal",
+    "crs_of",
+]
+
+GML_NS = "http://www.opengis.net/ont/gml"
+_GML_NAMESPACES = (GML_NS, "http://www.opengis.net/gml", "http://www.opengis.net/gml/3.2")
+_WKT_CRS = re.compile(r"^\s*<([^>]*)>\s*(.*)$", re.S)
+
+
+class GeometryLiteralError(DataError):
+    """A WKT or GML literal cannot be parsed, or names an unknown CRS."""
+
+
+@dataclass(frozen=True)
+class GeoValue:
+    """A parsed geometry literal.
+
+    Attributes
+    ----------
+    geom
+        The geometry in CRS84 (longitude, latitude), or in the literal's own
+        CRS when that CRS is not geographic-convertible (never the case for EPSG codes).
+    crs
+        The CRS IRI of the literal (CRS84 when it named none).
+    kind
+        ``"wkt"`` or ``"gml"``: the serialisation of the literal.
+    explicit_crs
+        Whether the literal named its CRS.
+    """
+
+    geom: BaseGeometry
+    crs: str
+    kind: str
+    explicit_crs: bool
+
+
+def crs_of(iri: str) -> CRS:
+    """The pyproj CRS of a CRS IRI (``.../EPSG/0/N``, ``.../OGC/1.3/CRS84``, ``EPSG:N``, URN forms)."""
+    return _crs(_normalise_crs_iri(iri))
+
+
+def _normalise_crs_iri(iri: str) -> str:
+    iri = iri.strip()
+    if iri in (CRS84, "CRS84", "OGC:CRS84", "urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84"):
+        return CRS84
+    match = re.match(r"^(?:EPSG:|urn:ogc:def:crs:EPSG:[^:]*:|http://www\.opengis\.net/def/crs/EPSG/\d+/)(\d+)$", iri)
+    if match:
+        return EPSG_PREFIX + match.group(1)
+    return iri
+
+
+@lru_cache(maxsize=64)
+def _crs(iri: str) -> CRS:
+    if iri == CRS84:
+        return CRS.from_user_input("OGC:CRS84")
+    if iri.startswith(EPSG_PREFIX):
+        return CRS.from_epsg(int(iri[len(EPSG_PREFIX):]))
+    raise GeometryLiteralError(
+        f"unknown CRS {iri!r}: expected {CRS84} or {EPSG_PREFIX}<code> (or EPSG:<code>)"
+    )
+
+
+@lru_cache(maxsize=64)
+def _transformer(src: str, dst: str) -> Transformer:
+    return Transformer.from_crs(_crs(src), _crs(dst), always_xy=False)
+
+
+def to_crs84(geom: BaseGeometry, crs: str) -> BaseGeometry:
+    """Reproject ``geom`` given in ``crs`` (with that CRS's axis order) to CRS84 lon/lat."""
+    crs = _normalise_crs_iri(crs)
+    if crs == CRS84 or geom.is_empty:
+        return geom
+    transformer = _transformer(crs, CRS84)
+    return shapely.transform(geom, lambda xy: _apply(transformer, xy))
+
+
+def from_crs84(geom: BaseGeometry, crs: str) -> BaseGeometry:
+    """Reproject a CRS84 geometry to ``crs`` (with that CRS's axis order)."""
+    crs = _normalise_crs_iri(crs)
+    if crs == CRS84 or geom.is_empty:
+        return geom
+    transformer = _transformer(CRS84, crs)
+    return shapely.transform(geom, lambda xy: _apply(transformer, xy))
+
+
+def _apply(transformer: Transformer, xy):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    x, y = transformer.transform(xy[:, 0], xy[:, 1])
+    return np.column_stack([x, y])
+
+
+def parse_wkt_literal(lexical: str) -> GeoValue:
+    """Parse the lexical form of a ``geo:wktLiteral`` (optional ``<crs>`` then WKT).
+
+    Raises
+    ------
+    GeometryLiteralError
+        If the WKT is malformed or the CRS unknown.
+    """
+    text = lexical.strip()
+    crs = CRS84
+    explicit = False
+    match = _WKT_CRS.match(text)
+    if match:
+        crs = _normalise_crs_iri(match.group(1))
+        text = match.group(2)
+        explicit = True
+    if not text:
+        geom: BaseGeometry = shapely.from_wkt("GEOMETRYCOLLECTION EMPTY")
+    else:
+        try:
+            geom = shapely.from_wkt(text)
+        except shapely.errors.GEOSException as exc:
+            raise GeometryLiteralError(f"malformed WKT literal {lexical[:80]!r}: {exc}") from exc
+    _crs(crs)
+    return GeoValue(to_crs84(geom, crs), crs, "wkt", explicit)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _coords(text: str, dim: int = 2, *, tuples_by_comma: bool = False) -> list[tuple[float, ...]]:
+    if tuples_by_comma or re.search(r"\d,-?\d", text):
+        # gml:coordinates: "x,y x,y" (tuples separated by blanks, values by commas)
+        return [tuple(float(v) for v in p.split(",")) for p in text.split() if p]
+    values = [float(v) for v in text.split()]
+    if len(values) % dim:
+        raise GeometryLiteralError(f"GML coordinate list of {len(values)} numbers is not a multiple of {dim}")
+    return [tuple(values[i : i + dim]) for i in range(0, len(values), dim)]
+
+
+def _ring_coords(elem: ET.Element) -> list[tuple[float, ...]]:
+    for child in elem.iter():
+        name = _local(child.tag)
+        if name in ("posList", "coordinates") and child.text:
+            dim = int(child.get("srsDimension", child.get("dimension", "2")))
+            return _coords(child.text, dim, tuples_by_comma=name == "coordinates")
+    positions = [child for child in elem.iter() if _local(child.tag) == "pos" and child.text]
+    if positions:
+        return [tuple(float(v) for v in p.text.split()) for p in positions]  # type: ignore[union-attr]
+    raise GeometryLiteralError(f"GML element {_local(elem.tag)} has no coordinates")
+
+
+def _gml_geometry(elem: ET.Element) -> BaseGeometry:
+    name = _local(elem.tag)
+    if name == "Point":
+        return shapely.Point(_ring_coords(elem)[0])
+    if name in ("LineString", "LinearRing", "Curve"):
+        coords = _ring_coords(elem)
+        return shapely.LineString(coords)
+    if name in ("Polygon", "Surface", "PolygonPatch"):
+        shell: list[tuple[float, ...]] | None = None
+        holes: list[list[tuple[float, ...]]] = []
+        for child in elem.iter():
+            cname = _local(child.tag)
+            if cname in ("exterior", "outerBoundaryIs"):
+                shell = _ring_coords(child)
+            elif cname in ("interior", "innerBoundaryIs"):
+                holes.append(_ring_coords(child))
+        if shell is None:
+            raise GeometryLiteralError("GML Polygon without an exterior ring")
+        return shapely.Polygon(shell, holes)
+    if name == "Envelope":
+        lower = upper = None
+        for child in elem:
+            if _local(child.tag) == "lowerCorner" and child.text:
+                lower = [float(v) for v in child.text.split()]
+            elif _local(child.tag) == "upperCorner" and child.text:
+                upper = [float(v) for v in child.text.split()]
+        if lower is None or upper is None:
+            raise GeometryLiteralError("GML Envelope needs lowerCorner and upperCorner")
+        return shapely.box(lower[0], lower[1], upper[0], upper[1])
+    if name in ("MultiPoint", "MultiCurve", "MultiLineString", "MultiSurface", "MultiPolygon", "MultiGeometry"):
+        members: list[BaseGeometry] = []
+        for member in elem:
+            if _local(member.tag).endswith("Members"):
+                members.extend(_gml_geometry(g) for g in member)
+            else:
+                members.extend(_gml_geometry(g) for g in member)
+        if name == "MultiPoint":
+            return shapely.MultiPoint(members)
+        if name in ("MultiCurve", "MultiLineString"):
+            return shapely.MultiLineString(members)
+        if name in ("MultiSurface", "MultiPolygon"):
+            return shapely.MultiPolygon(members)
+        return shapely.GeometryCollection(members)
+    raise GeometryLiteralError(f"unsupported GML geometry element gml:{name}")
+
+
+def parse_gml(lexical: str) -> GeoValue:
+    """Parse the lexical form of a ``geo:gmlLiteral`` (GML 2/3 simple-features profile).
+
+    The ``gml`` prefix may be undeclared (as in many published datasets); it is then
+    bound to the GeoSPARQL GML namespace before parsing.
+    """
+    text = lexical.strip()
+    if re.search(r"<gml:", text) and "xmlns:gml" not in text:
+        text = re.sub(r"^<(gml:\w+)", rf'<\1 xmlns:gml="{GML_NS}"', text, count=1)
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise GeometryLiteralError(f"malformed GML literal {lexical[:80]!r}: {exc}") from exc
+    srs = root.get("srsName")
+    explicit = srs is not None
+    crs = _normalise_crs_iri(srs) if srs else CRS84
+    _crs(crs)
+    geom = _gml_geometry(root)
+    return GeoValue(to_crs84(geom, crs), crs, "gml", explicit)
+
+
+@lru_cache(maxsize=200_000)
+def parse_literal(lexical: str, datatype: str) -> GeoValue:
+    """Parse a geometry literal given its lexical form and datatype IRI (cached).
+
+    Raises
+    ------
+    GeometryLiteralError
+        If the datatype is neither ``geo:wktLiteral`` nor ``geo:gmlLiteral`` or the text is malformed.
+    """
+    if datatype == WKT_LITERAL:
+        return parse_wkt_literal(lexical)
+    if datatype == GML_LITERAL:
+        return parse_gml(lexical)
+    raise GeometryLiteralError(f"literal of datatype <{datatype}> is not a geometry literal")
+
+
+def _num(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    rounded = round(value, 12)
+    if rounded == 0:
+        rounded = 0.0
+    return repr(rounded)
+
+
+def write_wkt(geom: BaseGeometry, crs: str = CRS84, *, explicit_crs: bool = True) -> str:
+    """WKT lexical form for a CRS84 geometry, reprojected to ``crs`` and prefixed by ``<crs>``."""
+    native = from_crs84(geom, crs)
+    text = shapely.to_wkt(native, rounding_precision=12, trim=True)
+    if explicit_crs or crs != CRS84:
+        return f"<{crs}> {text}"
+    return text
+
+
+def _pos_list(coords) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(f"{_num(c[0])} {_num(c[1])}" for c in coords)
+
+
+def _gml_body(geom: BaseGeometry, srs_attr: str) -> str:
+    kind = geom.geom_type
+    if kind == "Point":
+        return f"<gml:Point{srs_attr}><gml:pos>{_pos_list(geom.coords)}</gml:pos></gml:Point>"
+    if kind in ("LineString", "LinearRing"):
+        return f"<gml:LineString{srs_attr}><gml:posList>{_pos_list(geom.coords)}</gml:posList></gml:LineString>"
+    if kind == "Polygon":
+        inner = "".join(
+            f"<gml:interior><gml:LinearRing><gml:posList>{_pos_list(r.coords)}</gml:posList></gml:LinearRing></gml:interior>"
+            for r in geom.interiors
+        )
+        return (
+            f"<gml:Polygon{srs_attr}><gml:exterior><gml:LinearRing><gml:posList>{_pos_list(geom.exterior.coords)}"
+            f"</gml:posList></gml:LinearRing></gml:exterior>{inner}</gml:Polygon>"
+        )
+    members = "".join(_gml_body(g, "") for g in geom.geoms)  # type: ignore[attr-defined]
+    tag, member = {
+        "MultiPoint": ("MultiPoint", "pointMember"),
+        "MultiLineString": ("MultiCurve", "curveMember"),
+        "MultiPolygon": ("MultiSurface", "surfaceMember"),
+    }.get(kind, ("MultiGeometry", "geometryMember"))
+    members = "".join(f"<gml:{member}>{_gml_body(g, '')}</gml:{member}>" for g in geom.geoms)  # type: ignore[attr-defined]
+    return f"<gml:{tag}{srs_attr}>{members}</gml:{tag}>"
+
+
+def write_gml(geom: BaseGeometry, crs: str = CRS84) -> str:
+    """GML 3 lexical form (GeoSPARQL's GML namespace, ``srsName`` = ``crs``) of a CRS84 geometry."""
+    native = from_crs84(geom, crs)
+    if native.geom_type == "Polygon":
+        attrs = f' xmlns:gml="{GML_NS}" srsName="{crs}"'
+    else:
+        attrs = f' srsName="{crs}" xmlns:gml="{GML_NS}"'
+    return _gml_body(native, attrs)
+
+
+def write_literal(geom: BaseGeometry, like: GeoValue) -> tuple[str, str]:
+    """Lexical form and datatype of ``geom`` written as ``like`` was (same kind and CRS)."""
+    if like.kind == "gml":
+        return write_gml(geom, like.crs), GML_LITERAL
+    return write_wkt(geom, like.crs, explicit_crs=like.explicit_crs), WKT_LITERAL

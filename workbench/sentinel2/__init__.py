@@ -1,0 +1,52 @@
+"""Sentinel-2 L2A preprocessing: SCL cloud mask, monthly composites, tile harmonisation.
+
+>>> from workbench.sentinel2 import composite_tiles
+>>> paths = composite_tiles(items, "workbench-data/sentinel2/composites", agronomic_year=2023)
+
+Every tile's irregular, cloudy time series becomes one Zarr cube with the same
+12 monthly median composites (September to August) of the valid observations,
+a per-month count of valid observations and a flag for interpolated months.
+"""
+
+from __future__ import annotations
+
+from workbench.sentinel2.composite import (
+    N_MONTHS,
+    agronomic_months,
+    check_has_valid,
+    fill_gaps,
+    month_index,
+    monthly_composite,
+    monthly_count,
+    monthly_median,
+    nanmedian_axis0,
+)
+from workbench.sentinel2.load import DEFAULT_BANDS, asset_key, group_by_tile, item_tile, load_cube
+from workbench.sentinel2.masking import DEFAULT_INVALID_SCL, invalid_classes, to_reflectance, valid_mask
+from workbench.sentinel2.tiles import composite_tile, composite_tiles, mask_cube, ndvi, rgb
+
+__all__ = [
+    "N_MONTHS",
+    "DEFAULT_BANDS",
+    "DEFAULT_INVALID_SCL",
+    "agronomic_months",
+    "asset_key",
+    "check_has_valid",
+    "composite_tile",
+    "composite_tiles",
+    "fill_gaps",
+    "group_by_tile",
+    "invalid_classes",
+    "item_tile",
+    "load_cube",
+    "mask_cube",
+    "month_index",
+    "monthly_composite",
+    "monthly_count",
+    "monthly_median",
+    "nanmedian_axis0",
+    "ndvi",
+    "rgb",
+    "to_reflectance",
+    "valid_mask",
+]

@@ -1,0 +1,244 @@
+"""Monthly median composites of valid observations over the agronomic year.
+
+Pure computation: NumPy kernels on blocks, and a lazy Dask/xarray wrapper that
+maps them over a ``(time, band, y, x)`` cube chunked in space only.
+
+The median kernel sorts the few observations of a month with a vectorised
+odd–even transposition network (elementwise ``minimum``/``maximum`` over whole
+planes, NaN sorted last as +inf), counts the valid ones and picks the middle
+one or two. It returns exactly what ``numpy.nanmedian`` returns (mean of the two
+middle values for an even count, NaN for no value) at memory speed, where
+``nanmedian`` (and xarray's ``resample(...).median()`` on top of it) calls a
+Python function per pixel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workbench.errors import DataError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "N_MONTHS",
+    "agronomic_months",
+    "month_index",
+    "nanmedian_axis0",
+    "monthly_median",
+    "monthly_count",
+    "fill_gaps",
+    "monthly_composite",
+    "check_has_valid",
+]
+
+N_MONTHS = 12
+_NETWORK_MAX = 24  # above this many observations per month, fall back to np.sort
+
+
+def agronomic_months(agronomic_year: int) -> np.ndarray:
+    """First day of each month of the agronomic year (September ``year`` .. August ``year + 1``)."""
+    if not isinstance(agronomic_year, (int, np.integer)):
+        raise DataError(f"agronomic_year must be an integer year, got {agronomic_year!r}")
+    months = [dt.date(agronomic_year + (m + 8) // 12, (m + 8) % 12 + 1, 1) for m in range(N_MONTHS)]
+    return np.array(months, dtype="datetime64[ns]")
+
+
+def month_index(times: np.ndarray, *, agronomic_year: int) -> np.ndarray:
+    """Month of the agronomic year (0 = September … 11 = August) of each time; -1 outside the year."""
+    t = np.asarray(times).astype("datetime64[M]")
+    start = np.datetime64(f"{agronomic_year}-09", "M")
+    idx = (t - start).astype(np.int64)
+    return np.where((idx >= 0) & (idx < N_MONTHS), idx, -1)
+
+
+def nanmedian_axis0(stack: np.ndarray) -> np.ndarray:
+    """Median along axis 0 ignoring NaN; NaN where a position has no value.
+
+    Equal to ``numpy.nanmedian(stack, axis=0)`` (without its all-NaN warning).
+    """
+    stack = np.asarray(stack)
+    k = stack.shape[0]
+    dtype = np.dtype(stack.dtype if np.issubdtype(stack.dtype, np.floating) else np.float64)
+    if k == 0:
+        return np.full(stack.shape[1:], np.nan, dtype=dtype)
+    if k == 1:
+        return stack[0].astype(dtype, copy=True)
+    work = np.where(np.isnan(stack), np.inf, stack).astype(dtype, copy=False)
+    if k <= _NETWORK_MAX:
+        for rnd in range(k):
+            for i in range(rnd % 2, k - 1, 2):
+                low = np.minimum(work[i], work[i + 1])
+                np.maximum(work[i], work[i + 1], out=work[i + 1])
+                work[i] = low
+    else:
+        work.sort(axis=0)
+    n = np.count_nonzero(work != np.inf, axis=0)
+    lo = np.maximum(n - 1, 0) // 2
+    hi = n // 2
+    a = np.take_along_axis(work, lo[None], axis=0)[0]
+    b = np.take_along_axis(work, hi[None], axis=0)[0]
+    with np.errstate(invalid="ignore"):
+        med = np.asarray((a + b) / 2, dtype=dtype)
+    med[n == 0] = np.nan
+    return med
+
+
+def monthly_median(data: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Per-month NaN-median of ``data`` ``(time, ...)`` given each time's month index.
+
+    Returns an array ``(12, ...)``; times with month -1 are ignored.
+    """
+    months = np.asarray(months)
+    if months.shape != data.shape[:1]:
+        raise DataError(f"{months.size} month indices for {data.shape[0]} time steps")
+    dtype = data.dtype if np.issubdtype(data.dtype, np.floating) else np.float64
+    out = np.empty((N_MONTHS,) + data.shape[1:], dtype=dtype)
+    for m in range(N_MONTHS):
+        out[m] = nanmedian_axis0(data[months == m])
+    return out
+
+
+def monthly_count(valid: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Number of valid observations per month: ``valid`` ``(time, ...)`` bool → ``(12, ...)`` uint16."""
+    months = np.asarray(months)
+    out = np.zeros((N_MONTHS,) + valid.shape[1:], dtype=np.uint16)
+    for m in range(N_MONTHS):
+        sel = valid[months == m]
+        if sel.shape[0]:
+            out[m] = np.count_nonzero(sel, axis=0)
+    return out
+
+
+def fill_gaps(composite: np.ndarray) -> np.ndarray:
+    """Fill NaN months by linear interpolation along axis 0 (nearest value at the ends).
+
+    Positions with no value in any month stay NaN.
+    """
+    comp = np.asarray(composite)
+    n = comp.shape[0]
+    valid = ~np.isnan(comp)
+    if valid.all():
+        return comp.copy()
+    idx = np.arange(n).reshape((n,) + (1,) * (comp.ndim - 1))
+    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
+    nxt = np.minimum.accumulate(np.where(valid, idx, n)[::-1], axis=0)[::-1]
+    has_prev, has_next = prev >= 0, nxt < n
+    vp = np.take_along_axis(comp, np.clip(prev, 0, n - 1), axis=0)
+    vn = np.take_along_axis(comp, np.clip(nxt, 0, n - 1), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = (idx - prev) / np.where(nxt > prev, nxt - prev, 1)
+        inner = vp + (vn - vp) * w.astype(comp.dtype)
+    filled = np.where(has_prev & has_next, inner, np.where(has_prev, vp, vn))
+    return np.where(valid, comp, filled).astype(comp.dtype)
+
+
+def _composite_block(block: np.ndarray, months: np.ndarray, fill: bool) -> np.ndarray:
+    med = monthly_median(block, months)
+    return fill_gaps(med) if fill else med
+
+
+def _count_block(block: np.ndarray, months: np.ndarray) -> np.ndarray:
+    return monthly_count(np.isfinite(block).all(axis=1), months)
+
+
+def monthly_composite(
+    reflectance: "xr.DataArray",
+    *,
+    agronomic_year: int,
+    fill: bool = True,
+    chunk: int = 512,
+) -> "xr.Dataset":
+    """Lazy monthly median composites of a masked ``(time, band, y, x)`` cube.
+
+    Parameters
+    ----------
+    reflectance
+        Reflectance with NaN where an observation is invalid (clouds ...),
+        dims ``(time, band, y, x)``, NumPy- or Dask-backed.
+    agronomic_year
+        Year of the September that starts the 12 months.
+    fill
+        Fill months without a valid observation by temporal interpolation.
+    chunk
+        Spatial chunk size (pixels) of the computation.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``reflectance`` ``(month, band, y, x)`` float32, ``valid_count``
+        ``(month, y, x)`` uint16 and ``filled`` ``(month, y, x)`` bool (no
+        valid observation that month: the value is interpolated), with the
+        same 12 months whatever the input sampling. Coordinates other than
+        time (x, y, band, spatial_ref) are kept.
+
+    Raises
+    ------
+    DataError
+        When the dims are not ``(time, band, y, x)`` or no time falls in the year.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    if tuple(reflectance.dims) != ("time", "band", "y", "x"):
+        raise DataError(f"the cube must have dims (time, band, y, x), got {tuple(reflectance.dims)}")
+    months = month_index(reflectance["time"].values, agronomic_year=agronomic_year)
+    keep = months >= 0
+    if not keep.any():
+        times = reflectance["time"].values
+        span = f"{times.min()}..{times.max()}" if times.size else "no time steps"
+        raise DataError(
+            f"no acquisition in agronomic year {agronomic_year} "
+            f"({agronomic_year}-09-01..{agronomic_year + 1}-08-31); the cube covers {span}"
+        )
+    cube = reflectance.isel(time=np.flatnonzero(keep))
+    months = months[keep]
+    data = cube.data
+    if not isinstance(data, da.Array):
+        data = da.from_array(data, chunks=(-1, -1, chunk, chunk))
+    data = data.astype(np.float32).rechunk({0: -1, 1: -1, 2: chunk, 3: chunk})
+    out_chunks = ((N_MONTHS,), data.chunks[1], data.chunks[2], data.chunks[3])
+    comp = da.map_blocks(
+        _composite_block, data, months, fill, dtype=np.float32, chunks=out_chunks, name="s2-monthly-median"
+    )
+    count = da.map_blocks(
+        _count_block,
+        data,
+        months,
+        dtype=np.uint16,
+        chunks=((N_MONTHS,), data.chunks[2], data.chunks[3]),
+        drop_axis=1,
+        name="s2-monthly-count",
+    )
+    month_coord = agronomic_months(agronomic_year)
+    coords = {k: v for k, v in cube.coords.items() if "time" not in v.dims}
+    coords["month"] = month_coord
+    ds = xr.Dataset(
+        {
+            "reflectance": (("month", "band", "y", "x"), comp),
+            "valid_count": (("month", "y", "x"), count),
+            "filled": (("month", "y", "x"), count == 0),
+        },
+        coords=coords,
+        attrs={**cube.attrs, "agronomic_year": int(agronomic_year), "n_acquisitions": int(keep.sum())},
+    )
+    ds["reflectance"].attrs = {"long_name": "monthly median surface reflectance", "units": "1"}
+    ds["valid_count"].attrs = {"long_name": "number of valid observations in the month"}
+    ds["filled"].attrs = {"long_name": "no valid observation: value interpolated in time" if fill else "no valid observation"}
+    return ds
+
+
+def check_has_valid(composite: "xr.Dataset", *, name: str = "cube") -> int:
+    """Raise :class:`DataError` when a composite has no valid observation at all; return their number."""
+    total = int(composite["valid_count"].sum().compute())
+    if total == 0:
+        year = composite.attrs.get("agronomic_year", "?")
+        raise DataError(
+            f"{name}: no valid observation in agronomic year {year} (every pixel of every date is "
+            "cloud, shadow, no data or otherwise masked); choose another year or relax the SCL mask"
+        )
+    return total
