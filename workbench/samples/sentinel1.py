@@ -125,8 +125,11 @@ def simulate_chart(shape: tuple[int, int], *, rng: np.random.Generator, n_region
     seeds = rng.uniform([0, 0], [h, w], size=(n_regions, 2))
     classes = np.concatenate([np.arange(5), rng.choice(5, n_regions - 5, p=[0.36, 0.12, 0.14, 0.2, 0.18])])
     rng.shuffle(classes)
-    dist = (wy[..., None] - seeds[:, 0]) ** 2 + (wx[..., None] - seeds[:, 1]) ** 2
-    labels = classes[np.argmin(dist, axis=-1)].astype(np.int16)
+    nearest = np.empty(shape, dtype=np.intp)
+    for r0 in range(0, h, 256):  # in row blocks: bounded memory for large windows
+        dist = (wy[r0 : r0 + 256, :, None] - seeds[:, 0]) ** 2 + (wx[r0 : r0 + 256, :, None] - seeds[:, 1]) ** 2
+        nearest[r0 : r0 + 256] = np.argmin(dist, axis=-1)
+    labels = classes[nearest].astype(np.int16)
     # leads: narrow water channels along random lines
     for _ in range(2):
         y0, x0 = rng.uniform(0, h), rng.uniform(0, w)

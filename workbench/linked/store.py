@@ -1,0 +1,399 @@
+"""A GeoSPARQL store: pyoxigraph (persistent on disk) + GeoSPARQL 1.0 functions + a spatial index.
+
+>>> store = GeoStore()                       # in memory; GeoStore("path/to/dir") persists
+>>> store.load_data(turtle_text, format="turtle")
+>>> rows = store.select("SELECT ?f WHERE { ?f geo:sfWithin my:A }")
+
+What a query goes through (:meth:`GeoStore.prepare`):
+
+1. topological property forms (``?a geo:sfIntersects ?b``) are rewritten into the
+   GeoSPARQL query-rewrite union (:mod:`workbench.linked.rewrite`);
+2. FILTER-form spatial selections and joins whose variables are bound by triple
+   patterns are answered by the spatial index: the FILTER becomes a ``VALUES`` block
+   of matching literal ids joined with the hidden index graph, so a join never
+   evaluates every pair (``use_index=False`` skips this step: unindexed evaluation);
+3. pyoxigraph evaluates the query with the ``geof:`` functions registered as custom
+   functions (:mod:`workbench.linked.geosparql`).
+
+RDFS entailment (``rdfs:subClassOf`` and ``rdfs:subPropertyOf`` closure, rules rdfs7
+and rdfs9) is materialised into the default graph after each load and update when
+``rdfs_entailment`` is on (the default).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyoxigraph as ox
+from tqdm.auto import tqdm
+
+from workbench.errors import DataError, StorageError
+from workbench.linked import geosparql
+from workbench.linked.rewrite import (
+    SpatialFilter,
+    find_spatial_filters,
+    prefixes_of,
+    rewrite_topology_properties,
+    tokenize,
+)
+from workbench.linked.spatial_index import ID_PREFIX, INDEX_GRAPH, LIT_PREDICATE, SpatialIndex
+from workbench.linked.geometry import parse_literal
+from workbench.linked.vocab import GML_LITERAL, PREFIXES, RDFS, WKT_LITERAL
+
+__all__ = ["GeoStore", "QuerySyntaxError", "QueryTimeout", "FORMATS"]
+
+log = logging.getLogger(__name__)
+
+_GEO_DATATYPES = frozenset({WKT_LITERAL, GML_LITERAL})
+_INDEX_GRAPH = ox.NamedNode(INDEX_GRAPH)
+_LIT = ox.NamedNode(LIT_PREDICATE)
+_INDEXABLE = frozenset(geosparql.RELATIONS) - geosparql.DISJOINT_RELATIONS
+
+#: file suffix / format name -> pyoxigraph RDF format
+FORMATS: dict[str, ox.RdfFormat] = {
+    "ttl": ox.RdfFormat.TURTLE,
+    "turtle": ox.RdfFormat.TURTLE,
+    "nt": ox.RdfFormat.N_TRIPLES,
+    "ntriples": ox.RdfFormat.N_TRIPLES,
+    "n-triples": ox.RdfFormat.N_TRIPLES,
+    "nq": ox.RdfFormat.N_QUADS,
+    "nquads": ox.RdfFormat.N_QUADS,
+    "trig": ox.RdfFormat.TRIG,
+    "rdf": ox.RdfFormat.RDF_XML,
+    "xml": ox.RdfFormat.RDF_XML,
+    "rdfxml": ox.RdfFormat.RDF_XML,
+    "owl": ox.RdfFormat.RDF_XML,
+    "jsonld": ox.RdfFormat.JSON_LD,
+}
+
+_ENTAILMENT = (
+    f"INSERT {{ ?s ?super ?o }} WHERE {{ ?sub <{RDFS}subPropertyOf>+ ?super . ?s ?sub ?o . "
+    f"FILTER(isIRI(?super) && ?sub != ?super) }}",
+    f"INSERT {{ ?s a ?super }} WHERE {{ ?sub <{RDFS}subClassOf>+ ?super . ?s a ?sub . "
+    f"FILTER(isIRI(?super) && ?sub != ?super) }}",
+)
+
+
+class QuerySyntaxError(DataError):
+    """A query or update is malformed; the message is the SPARQL parser's."""
+
+
+class QueryTimeout(DataError):
+    """A query ran past its time limit."""
+
+
+def _rdf_format(fmt: str | None, path: str | None) -> ox.RdfFormat:
+    key = (fmt or (Path(path).suffix.lstrip(".") if path else "")).lower()
+    if key not in FORMATS:
+        raise DataError(
+            f"unknown RDF format {key!r} for {path or 'data'}: expected one of {', '.join(sorted(FORMATS))}"
+        )
+    return FORMATS[key]
+
+
+class GeoStore:
+    """GeoSPARQL store over pyoxigraph.
+
+    Parameters
+    ----------
+    path
+        Directory of the on-disk store (created if missing); ``None``: in memory.
+    rdfs_entailment
+        Materialise ``rdfs:subClassOf``/``rdfs:subPropertyOf`` entailments after loads and updates.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, rdfs_entailment: bool = True) -> None:
+        self.path = Path(path) if path is not None else None
+        try:
+            if self.path is not None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._store = ox.Store(str(self.path))
+            else:
+                self._store = ox.Store()
+        except OSError as exc:
+            raise StorageError(f"cannot open the RDF store at {self.path}: {exc}") from exc
+        self.rdfs_entailment = rdfs_entailment
+        self.index = SpatialIndex()
+        self._functions = geosparql.custom_functions()
+        self._write_lock = threading.RLock()
+        self._restore_index()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def pyoxigraph(self) -> ox.Store:
+        """The underlying pyoxigraph store (for its built-in functions, e.g. as a baseline)."""
+        return self._store
+
+    def __len__(self) -> int:
+        """Number of quads, not counting the hidden index graph."""
+        total = len(self._store)
+        hidden = sum(1 for _ in self._store.quads_for_pattern(None, None, None, _INDEX_GRAPH))
+        return total - hidden
+
+    def user_graphs(self) -> list[ox.NamedNode | ox.BlankNode]:
+        """Named graphs holding data (the index graph excluded)."""
+        return [g for g in self._store.named_graphs() if g != _INDEX_GRAPH]
+
+    def flush(self) -> None:
+        """Write pending changes to disk."""
+        if self.path is not None:
+            self._store.flush()
+
+    def _restore_index(self) -> None:
+        entries = []
+        for quad in self._store.quads_for_pattern(None, _LIT, None, _INDEX_GRAPH):
+            ident = int(quad.subject.value[len(ID_PREFIX) :])
+            entries.append((ident, quad.object.value, quad.object.datatype.value))
+        if entries:
+            self.index.restore(entries)
+            log.info("restored spatial index of %d geometry literals from %s", len(entries), self.path)
+
+    def _index_quads(self, new: list[tuple[int, str, str]]) -> list[ox.Quad]:
+        return [
+            ox.Quad(ox.NamedNode(f"{ID_PREFIX}{i}"), _LIT, ox.Literal(lex, datatype=ox.NamedNode(dt)), _INDEX_GRAPH)
+            for i, lex, dt in new
+        ]
+
+    def sync_index(self) -> int:
+        """Bring the spatial index in line with the store's geometry literals (after updates).
+
+        Returns the number of literals added or removed.
+        """
+        with self._write_lock:
+            current: set[tuple[str, str]] = set()
+            for quad in self._store:
+                obj = quad.object
+                if quad.graph_name != _INDEX_GRAPH and isinstance(obj, ox.Literal) and obj.datatype.value in _GEO_DATATYPES:
+                    current.add((obj.value, obj.datatype.value))
+            known = self.index.keys()
+            stale = known - current
+            removed = self.index.remove(stale)
+            for ident in removed:
+                for quad in list(self._store.quads_for_pattern(ox.NamedNode(f"{ID_PREFIX}{ident}"), _LIT, None, _INDEX_GRAPH)):
+                    self._store.remove(quad)
+            new = self.index.add(sorted(current - known))
+            if new:
+                self._store.extend(self._index_quads(new))
+            return len(removed) + len(new)
+
+    # ------------------------------------------------------------------ loading
+
+    def add_quads(self, quads: Iterable[ox.Quad | ox.Triple], *, progress: bool = False, total: int | None = None,
+                  chunk_size: int = 200_000, entail: bool = True) -> int:
+        """Add quads (or triples, into the default graph) in chunks, indexing their geometry literals.
+
+        Returns the number of quads read.
+        """
+        count = 0
+        bar = tqdm(total=total, unit="triples", disable=not progress, desc="loading")
+        chunk: list[ox.Quad] = []
+        literals: list[tuple[str, str]] = []
+
+        def flush() -> None:
+            new = self.index.add(literals)
+            self._store.bulk_extend(chunk + self._index_quads(new))
+            bar.update(len(chunk))
+            chunk.clear()
+            literals.clear()
+
+        with self._write_lock:
+            for item in quads:
+                quad = item if isinstance(item, ox.Quad) else ox.Quad(item.subject, item.predicate, item.object)
+                obj = quad.object
+                if isinstance(obj, ox.Literal) and obj.datatype.value in _GEO_DATATYPES:
+                    literals.append((obj.value, obj.datatype.value))
+                chunk.append(quad)
+                count += 1
+                if len(chunk) >= chunk_size:
+                    flush()
+            flush()
+            bar.close()
+            if entail and self.rdfs_entailment:
+                self._entail()
+            self.flush()
+        return count
+
+    def load(self, path: str | Path, *, format: str | None = None, base_iri: str | None = None,
+             graph: str | None = None, progress: bool = True) -> int:
+        """Load an RDF file (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD) with a progress bar.
+
+        Raises
+        ------
+        DataError
+            If the file is missing, of an unknown format or malformed (parser message included).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"RDF file {path} does not exist")
+        fmt = _rdf_format(format, str(path))
+        try:
+            quads = ox.parse(path=str(path), format=fmt, base_iri=base_iri or path.resolve().as_uri())
+            return self.add_quads(self._to_graph(quads, graph), progress=progress)
+        except SyntaxError as exc:
+            raise DataError(f"malformed RDF in {path}: {exc}") from exc
+
+    def load_data(self, data: str | bytes, *, format: str = "turtle", base_iri: str | None = None,
+                  graph: str | None = None) -> int:
+        """Load RDF given as text (see :meth:`load`)."""
+        fmt = _rdf_format(format, None)
+        try:
+            return self.add_quads(self._to_graph(ox.parse(data, fmt, base_iri=base_iri), graph))
+        except SyntaxError as exc:
+            raise DataError(f"malformed RDF data ({format}): {exc}") from exc
+
+    @staticmethod
+    def _to_graph(quads: Iterable[ox.Quad], graph: str | None) -> Iterator[ox.Quad]:
+        if graph is None:
+            yield from quads
+            return
+        target = ox.NamedNode(graph)
+        for q in quads:
+            yield ox.Quad(q.subject, q.predicate, q.object, target)
+
+    def _entail(self) -> None:
+        for update in _ENTAILMENT:
+            self._store.update(update)
+
+    def dump(self, path: str | Path, *, format: str | None = None) -> None:
+        """Write the data (index graph excluded) to an RDF file, atomically."""
+        path = Path(path)
+        fmt = _rdf_format(format, str(path))
+        tmp = path.with_name(path.name + ".tmp")
+        quads = (q for q in self._store if q.graph_name != _INDEX_GRAPH)
+        if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.N_TRIPLES, ox.RdfFormat.RDF_XML):
+            quads = (q for q in quads if q.graph_name == ox.DefaultGraph())
+            ox.serialize((q.triple for q in quads), str(tmp), fmt)
+        else:
+            ox.serialize(quads, str(tmp), fmt)
+        tmp.replace(path)
+
+    # ------------------------------------------------------------------ queries
+
+    def prepare(self, query: str, *, use_index: bool = True, rewrite: bool = True) -> tuple[str, bool]:
+        """The query text pyoxigraph will run, and whether it reads the index graph."""
+        text = rewrite_topology_properties(query) if rewrite else query
+        if not use_index or len(self.index) == 0 or re.search(r"(?i)\bFROM\b|\bGRAPH\s*[?$]", text):
+            return text, False
+        filters = find_spatial_filters(text, indexable=_INDEXABLE)
+        # keep the innermost-free, non-overlapping ones, then edit from the end of the text
+        chosen: list[SpatialFilter] = []
+        for f in sorted(filters, key=lambda f: f.filter_span[0]):
+            if chosen and f.filter_span[0] < chosen[-1].filter_span[1]:
+                continue
+            chosen.append(f)
+        if not chosen:
+            return text, False
+        prologue = "".join(f"PREFIX {p}: <{iri}>\n" for p, iri in prefixes_of(tokenize(text)).items())
+        for n, spatial in reversed(list(enumerate(chosen))):
+            replacement = self._index_block(spatial, n, prologue)
+            (fs, fe), (cs, ce) = spatial.filter_span, spatial.span
+            if spatial.only_conjunct:
+                text = text[:fs] + replacement + text[fe:]
+            else:
+                text = text[:cs] + "true" + text[ce:fe] + " " + replacement + text[fe:]
+        return f"PREFIX wbx: <{ID_PREFIX}>\n" + text, True
+
+    def _domain(self, spatial: SpatialFilter, variable: str, prologue: str) -> np.ndarray:
+        patterns = " ".join(spatial.domains.get(variable, []))
+        query = (
+            f"{prologue}SELECT DISTINCT ?_wbid WHERE {{ {patterns} "
+            f"GRAPH <{INDEX_GRAPH}> {{ ?_wbid <{LIT_PREDICATE}> {variable} }} }}"
+        )
+        start = len(ID_PREFIX)
+        rows = self._store.query(query)
+        return np.fromiter((int(row[0].value[start:]) for row in rows), dtype=np.int64)
+
+    def _index_block(self, spatial: SpatialFilter, n: int, prologue: str) -> str:
+        graph = f"<{INDEX_GRAPH}>"
+        lit = f"<{LIT_PREDICATE}>"
+        if spatial.constant is not None:
+            variable = spatial.left or spatial.right
+            assert variable is not None
+            constant = parse_literal(*spatial.constant).geom
+            ids = self.index.select(spatial.relation, constant, constant_first=spatial.constant_position == 0)
+            values = " ".join(f"wbx:{i}" for i in ids)
+            return f"VALUES ?_wb{n}a {{ {values} }} GRAPH {graph} {{ ?_wb{n}a {lit} {variable} }}"
+        assert spatial.left is not None and spatial.right is not None
+        left = self._domain(spatial, spatial.left, prologue)
+        right = self._domain(spatial, spatial.right, prologue)
+        a, b = self.index.join(spatial.relation, left, right)
+        values = " ".join(f"(wbx:{i} wbx:{j})" for i, j in zip(a.tolist(), b.tolist()))
+        return (
+            f"VALUES (?_wb{n}a ?_wb{n}b) {{ {values} }} "
+            f"GRAPH {graph} {{ ?_wb{n}a {lit} {spatial.left} . ?_wb{n}b {lit} {spatial.right} }}"
+        )
+
+    def query(self, query: str, *, use_index: bool = True, rewrite: bool = True,
+              timeout: float | None = None, base_iri: str | None = None) -> Any:
+        """Run a SPARQL query with GeoSPARQL; returns pyoxigraph's result object.
+
+        Parameters
+        ----------
+        use_index
+            Answer FILTER-form spatial selections/joins with the spatial index.
+        rewrite
+            Rewrite topological property forms (GeoSPARQL query rewrite extension).
+        timeout
+            Seconds after which the GeoSPARQL functions stop computing (they answer
+            errors); the caller enforces the wall-clock limit (see the endpoint).
+
+        Raises
+        ------
+        QuerySyntaxError
+            If the query is malformed (the parser's message).
+        """
+        self._check_syntax(query, base_iri)
+        try:
+            text, uses_index = self.prepare(query, use_index=use_index, rewrite=rewrite)
+        except SyntaxError as exc:  # a sub-query of the index step failed: evaluate without the index
+            log.debug("index rewrite skipped: %s", exc)
+            text, uses_index = self.prepare(query, use_index=False, rewrite=rewrite)
+        graphs: dict[str, Any] = {}
+        if not uses_index:
+            graphs["named_graphs"] = self.user_graphs()
+        geosparql.set_deadline(time.monotonic() + timeout if timeout else None)
+        try:
+            return self._store.query(text, custom_functions=self._functions, base_iri=base_iri, **graphs)
+        except SyntaxError as exc:
+            raise QuerySyntaxError(f"query rewrite produced an invalid query: {exc}") from exc
+
+    def _check_syntax(self, query: str, base_iri: str | None) -> None:
+        try:
+            ox.Store().query(query, base_iri=base_iri, prefixes=None) if False else _PARSER.query(
+                f"{query}", base_iri=base_iri
+            ) if _is_query_cheap(query) else None
+        except SyntaxError as exc:
+            raise QuerySyntaxError(str(exc)) from exc
+
+    def select(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Rows of a SELECT query as dicts of variable name -> Python value (IRIs and literal lexical forms)."""
+        result = self.query(query, **kwargs)
+        if not isinstance(result, ox.QuerySolutions):
+            raise DataError("select() needs a SELECT query")
+        names = [v.value for v in result.variables]
+        return [{n: (row[n].value if row[n] is not None else None) for n in names} for row in result]
+
+    def update(self, update: str, *, base_iri: str | None = None) -> None:
+        """Run a SPARQL 1.1 update, then re-entail and re-sync the spatial index.
+
+        Raises
+        ------
+        QuerySyntaxError
+            If the update is malformed.
+        """
+        with self._write_lock:
+            try:
+                self._store.update(update, custom_functions=self._functions, base_iri=base_iri)
+            except SyntaxError as exc:
+                raise QuerySyntaxError(str(exc)) from exc
+            if self.rdfs_entailment:
+                self._entail()
+            self.sync_index()
+            self.flush()

@@ -1,0 +1,221 @@
+"""Keras models for crop-type classification of per-pixel time series ``(months, bands)``.
+
+* :func:`build_lstm` — multi-layer LSTM (the paper's model: 2–4 layers of
+  100–300 cells);
+* :func:`build_tempcnn` — TempCNN as published by Pelletier et al. (2019):
+  three 1-D convolutions of 64 filters, kernel 5, same padding, he-normal
+  initialisation, L2 1e-6, batch normalisation, ReLU and dropout 0.5, no
+  pooling; flatten; dense 256 with BN/ReLU/dropout; softmax;
+* :func:`build_starrnn` — stacked STAR cells (Turkoglu et al. 2021),
+  :class:`StarCell`.
+
+Every model starts with a per-band scaling layer holding the 2nd/98th
+percentile min–max scaling fitted on the training split
+(:func:`fit_percentile_scaling`), so a saved model takes raw reflectances.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from workbench.errors import DataError  # noqa: E402
+
+__all__ = [
+    "MODEL_NAMES",
+    "PAPER_RESULTS",
+    "StarCell",
+    "fit_percentile_scaling",
+    "build_lstm",
+    "build_tempcnn",
+    "build_starrnn",
+    "build_model",
+]
+
+MODEL_NAMES = ("lstm", "tempcnn", "starrnn")
+
+#: Published figures on the validation tile (overall accuracy %, median F1 %).
+PAPER_RESULTS: dict[str, dict[str, float]] = {
+    "lstm": {"overall_accuracy": 85.39, "median_f1": 84.08},
+    "tempcnn": {"overall_accuracy": 81.71, "median_f1": 78.33},
+    "starrnn": {"overall_accuracy": 81.17, "median_f1": 83.73},
+}
+
+
+def fit_percentile_scaling(x: np.ndarray, *, low: float = 2.0, high: float = 98.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band ``low``/``high`` percentiles of training samples ``(n, steps, bands)``.
+
+    Returns ``(lo, hi)`` of shape ``(bands,)``; ``(x - lo) / (hi - lo)`` maps
+    the bulk of each band to 0..1.
+    """
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise DataError(f"training samples must be a non-empty (n, steps, bands) array, got shape {x.shape}")
+    if not 0 <= low < high <= 100:
+        raise DataError(f"percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}")
+    flat = x.reshape(-1, x.shape[-1])
+    lo = np.nanpercentile(flat, low, axis=0)
+    hi = np.nanpercentile(flat, high, axis=0)
+    hi = np.where(hi - lo > 1e-6, hi, lo + 1e-6)
+    return lo.astype(np.float32), hi.astype(np.float32)
+
+
+def _inputs(n_steps: int, n_bands: int, scaling: tuple[np.ndarray, np.ndarray] | None) -> tuple[Any, Any]:
+    for name, value in (("n_steps", n_steps), ("n_bands", n_bands)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise DataError(f"{name} must be a positive integer, got {value!r}")
+    inp = keras.Input(shape=(int(n_steps), int(n_bands)), name="series")
+    x = inp
+    if scaling is not None:
+        lo, hi = (np.asarray(a, dtype=np.float32).ravel() for a in scaling)
+        if lo.shape != (n_bands,) or hi.shape != (n_bands,):
+            raise DataError(f"scaling must hold {n_bands} low and high values, got {lo.shape} and {hi.shape}")
+        x = layers.Normalization(axis=-1, mean=lo, variance=(hi - lo) ** 2, name="percentile_scaling")(x)
+    return inp, x
+
+
+def _check_classes(n_classes: int) -> None:
+    if not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise DataError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+
+
+def build_lstm(
+    n_steps: int,
+    n_bands: int,
+    n_classes: int,
+    *,
+    n_layers: int = 3,
+    units: int = 200,
+    dropout: float = 0.2,
+    scaling: tuple[np.ndarray, np.ndarray] | None = None,
+    name: str = "lstm",
+) -> keras.Model:
+    """Multi-layer LSTM classifier: ``n_layers`` LSTMs of ``units`` cells, last state → softmax."""
+    _check_classes(n_classes)
+    if n_layers < 1 or units < 1:
+        raise DataError(f"n_layers and units must be >= 1, got {n_layers} and {units}")
+    if not 0 <= dropout < 1:
+        raise DataError(f"dropout must be in [0, 1), got {dropout}")
+    inp, x = _inputs(n_steps, n_bands, scaling)
+    for i in range(n_layers):
+        x = layers.LSTM(units, return_sequences=i < n_layers - 1, name=f"lstm_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def build_tempcnn(
+    n_steps: int,
+    n_bands: int,
+    n_classes: int,
+    *,
+    filters: int = 64,
+    kernel_size: int = 5,
+    dense_units: int = 256,
+    dropout: float = 0.5,
+    l2: float = 1e-6,
+    scaling: tuple[np.ndarray, np.ndarray] | None = None,
+    name: str = "tempcnn",
+) -> keras.Model:
+    """TempCNN (Pelletier et al. 2019) with the published hyper-parameters as defaults."""
+    _check_classes(n_classes)
+    inp, x = _inputs(n_steps, n_bands, scaling)
+    reg = keras.regularizers.L2(l2)
+    for i in range(3):
+        x = layers.Conv1D(filters, kernel_size, padding="same", kernel_initializer="he_normal",
+                          kernel_regularizer=reg, name=f"conv_{i}")(x)
+        x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        x = layers.Activation("relu", name=f"relu_{i}")(x)
+        x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense_units, kernel_initializer="he_normal", kernel_regularizer=reg, name="dense")(x)
+    x = layers.BatchNormalization(name="bn_dense")(x)
+    x = layers.Activation("relu", name="relu_dense")(x)
+    x = layers.Dropout(dropout, name="dropout_dense")(x)
+    out = layers.Dense(n_classes, activation="softmax", kernel_initializer="he_normal",
+                       kernel_regularizer=reg, name="classes")(x)
+    return keras.Model(inp, out, name=name)
+
+
+@keras.saving.register_keras_serializable(package="workbench")
+class StarCell(layers.Layer):
+    """The STAR recurrent cell (Turkoglu et al. 2021), usable in ``keras.layers.RNN``.
+
+    ``z = tanh(W_z x + b_z)``, ``k = σ(W_x x + W_h h + b_k)``,
+    ``h' = tanh((1 − k) ⊙ h + k ⊙ z)``.
+
+    Parameters
+    ----------
+    units
+        Size of the hidden state.
+    """
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if units < 1:
+            raise DataError(f"units must be >= 1, got {units}")
+        self.units = int(units)
+        self.state_size = self.units
+        self.output_size = self.units
+
+    def build(self, input_shape: Any) -> None:
+        dim = int(input_shape[-1])
+        self.w_z = self.add_weight(shape=(dim, self.units), initializer="glorot_uniform", name="w_z")
+        self.b_z = self.add_weight(shape=(self.units,), initializer="zeros", name="b_z")
+        self.w_x = self.add_weight(shape=(dim, self.units), initializer="glorot_uniform", name="w_x")
+        self.w_h = self.add_weight(shape=(self.units, self.units), initializer="orthogonal", name="w_h")
+        # a positive gate bias lets the cell keep its state early in training
+        self.b_k = self.add_weight(shape=(self.units,), initializer="ones", name="b_k")
+        super().build(input_shape)
+
+    def call(self, inputs: Any, states: Any, training: bool | None = None) -> tuple[Any, list[Any]]:
+        h = states[0] if isinstance(states, (list, tuple)) else states
+        z = ops.tanh(ops.matmul(inputs, self.w_z) + self.b_z)
+        k = ops.sigmoid(ops.matmul(inputs, self.w_x) + ops.matmul(h, self.w_h) + self.b_k)
+        new_h = ops.tanh((1.0 - k) * h + k * z)
+        return new_h, [new_h]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units}
+
+
+def build_starrnn(
+    n_steps: int,
+    n_bands: int,
+    n_classes: int,
+    *,
+    n_layers: int = 3,
+    units: int = 128,
+    dropout: float = 0.2,
+    scaling: tuple[np.ndarray, np.ndarray] | None = None,
+    name: str = "starrnn",
+) -> keras.Model:
+    """Stacked StarRNN classifier: ``n_layers`` RNNs of :class:`StarCell`, last state → softmax."""
+    _check_classes(n_classes)
+    if n_layers < 1:
+        raise DataError(f"n_layers must be >= 1, got {n_layers}")
+    if not 0 <= dropout < 1:
+        raise DataError(f"dropout must be in [0, 1), got {dropout}")
+    inp, x = _inputs(n_steps, n_bands, scaling)
+    for i in range(n_layers):
+        x = layers.RNN(StarCell(units), return_sequences=i < n_layers - 1, name=f"star_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def build_model(name: str, n_steps: int, n_bands: int, n_classes: int, **kwargs: Any) -> keras.Model:
+    """Build one of :data:`MODEL_NAMES` (``lstm``, ``tempcnn``, ``starrnn``) with its keyword arguments."""
+    builders = {"lstm": build_lstm, "tempcnn": build_tempcnn, "starrnn": build_starrnn}
+    if name not in builders:
+        raise DataError(f"unknown crop model {name!r}; expected one of {MODEL_NAMES}")
+    return builders[name](n_steps, n_bands, n_classes, **kwargs)
