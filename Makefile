@@ -9,7 +9,9 @@ EXTRAS ?= ml,lab,test
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test bench lab chromium clean-runs lock
+LEAFLET := .cache/web/node_modules/leaflet/dist/leaflet.js
+
+.PHONY: help install demo test bench lab chromium web-assets clean-runs lock
 
 help:
 	@echo "make demo   - create .venv, install the workbench and its kernel, run the demo pipeline"
@@ -37,10 +39,17 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed: sudo apt-get install chromium (browser tests will be skipped)"; fi; }
 
+# Leaflet from the npm registry: the browser tests run offline and answer folium's CDN links with it.
+$(LEAFLET):
+	@if command -v npm >/dev/null 2>&1; then mkdir -p .cache/web && npm install --silent --no-save --no-audit --no-fund --prefix .cache/web leaflet@1.9.3; \
+	else echo "npm is not installed: map tests in the browser will be skipped"; fi
+
+web-assets: $(LEAFLET)
+
 demo: install
 	$(VENV)/bin/workbench run notebooks/pipelines/demo.yaml
 
-test: install chromium
+test: install chromium web-assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -273,7 +273,7 @@ class Query:
             for q, alias in tables:
                 con.register(alias, q._group._dataset(int(q._delta_version)))  # type: ignore[arg-type]
             try:
-                frame = con.execute(sql).to_arrow_table().to_pandas()
+                frame = con.sql(sql).to_arrow_table().to_pandas()
             except duckdb.Error as exc:
                 raise FeatureStoreError(f"query failed: {exc}\nSQL: {sql}") from exc
         finally:

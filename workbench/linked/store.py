@@ -80,6 +80,9 @@ _ENTAILMENT = (
 )
 
 
+_PARSER = ox.Store()  # empty: parses queries (syntax check) at no evaluation cost
+
+
 class QuerySyntaxError(DataError):
     """A query or update is malformed; the message is the SPARQL parser's."""
 
@@ -366,9 +369,7 @@ class GeoStore:
 
     def _check_syntax(self, query: str, base_iri: str | None) -> None:
         try:
-            ox.Store().query(query, base_iri=base_iri, prefixes=None) if False else _PARSER.query(
-                f"{query}", base_iri=base_iri
-            ) if _is_query_cheap(query) else None
+            _PARSER.query(query, base_iri=base_iri, custom_functions=self._functions)
         except SyntaxError as exc:
             raise QuerySyntaxError(str(exc)) from exc
 

@@ -1,0 +1,192 @@
+"""Crop-type map processor: a trained model over a tile's monthly composites → map (COG) + per-parcel labels.
+
+* :func:`predict_composite` classifies every pixel of a composite cube
+  (chunk by chunk, so a full tile never sits in memory as one tensor);
+* :func:`crop_map` writes the per-pixel classes as a COG (``uint8``, 255 = no data);
+* :func:`parcel_majority` gives each parcel the majority class of its pixels,
+  with the share of pixels that agree, written as GeoParquet by
+  :func:`write_parcel_labels`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from workbench import storage
+from workbench.errors import DataError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import xarray as xr
+
+__all__ = [
+    "NODATA",
+    "load_crop_model",
+    "predict_composite",
+    "crop_map",
+    "parcel_majority",
+    "write_parcel_labels",
+]
+
+log = logging.getLogger(__name__)
+NODATA = 255
+
+
+def load_crop_model(path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """Load a ``.keras`` crop model (the STAR cell is registered on import)."""
+    import keras
+
+    import workbench.models.crops  # noqa: F401 - registers StarCell
+
+    with storage.local_copy(path, storage_options=storage_options) as local:
+        if not str(local).endswith(".keras"):
+            raise DataError(f"crop model {path!r} must be a .keras file")
+        try:
+            return keras.saving.load_model(local)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot load crop model {path!r}: {exc}") from exc
+
+
+def predict_composite(
+    model: Any, composite: "xr.Dataset", *, bands: Sequence[str] | None = None, rows_per_batch: int = 64
+) -> "xr.DataArray":
+    """Class of every pixel of a composite ``reflectance (month, band, y, x)``.
+
+    Parameters
+    ----------
+    model
+        Keras model taking ``(n, months, bands)`` reflectances.
+    composite
+        Composite cube (see :func:`workbench.sentinel2.composite_tile`).
+    bands
+        Bands in the model's order (default: the composite's order).
+    rows_per_batch
+        Image rows classified per prediction call.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(y, x)`` uint8 classes, :data:`NODATA` where a pixel has no value;
+        carries the composite's ``x``/``y`` coordinates and ``crs`` attribute.
+    """
+    import xarray as xr
+    from tqdm.auto import tqdm
+
+    if "reflectance" not in composite:
+        raise DataError("the composite has no 'reflectance' variable")
+    refl = composite["reflectance"]
+    if tuple(refl.dims) != ("month", "band", "y", "x"):
+        raise DataError(f"reflectance must have dims (month, band, y, x), got {tuple(refl.dims)}")
+    if bands is not None:
+        refl = refl.sel(band=list(bands))
+    n_months, n_bands, ny, nx = refl.shape
+    expected = tuple(model.input_shape[1:])
+    if expected != (n_months, n_bands):
+        raise DataError(f"the model takes series of shape {expected}, the composite gives {(n_months, n_bands)}")
+    out = np.full((ny, nx), NODATA, dtype=np.uint8)
+    for r0 in tqdm(range(0, ny, rows_per_batch), desc="crop map", disable=ny <= 4 * rows_per_batch):
+        block = np.asarray(refl.isel(y=slice(r0, r0 + rows_per_batch)).values, dtype=np.float32)
+        series = block.transpose(2, 3, 0, 1).reshape(-1, n_months, n_bands)
+        ok = np.isfinite(series).all(axis=(1, 2))
+        labels = np.full(series.shape[0], NODATA, dtype=np.uint8)
+        if ok.any():
+            probs = model.predict(series[ok], batch_size=4096, verbose=0)
+            labels[ok] = np.asarray(probs).argmax(axis=-1).astype(np.uint8)
+        out[r0:r0 + block.shape[2]] = labels.reshape(block.shape[2], nx)
+    result = xr.DataArray(out, dims=("y", "x"), coords={"y": composite["y"], "x": composite["x"]}, name="crop")
+    result.attrs.update(crs=composite.attrs.get("crs", ""), nodata=NODATA, tile=composite.attrs.get("tile", ""))
+    return result
+
+
+def crop_map(
+    model: Any,
+    composite_url: str | os.PathLike[str],
+    out_url: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> str:
+    """Classify a composite Zarr store and write the map as a COG; returns ``out_url``."""
+    import rioxarray  # noqa: F401 - .rio accessor
+
+    composite = storage.open_zarr(composite_url, storage_options=storage_options)
+    labels = predict_composite(model, composite)
+    crs = labels.attrs.get("crs")
+    if not crs:
+        raise DataError(f"composite {composite_url!r} has no 'crs' attribute")
+    da = labels.rio.write_crs(crs).rio.write_nodata(NODATA)
+    storage.write_cog(da, out_url, storage_options=storage_options)
+    return str(out_url)
+
+
+def parcel_majority(
+    labels: "xr.DataArray",
+    parcels: "gpd.GeoDataFrame",
+    *,
+    class_names: Sequence[str] = (),
+    label_column: str | None = "crop_id",
+) -> "gpd.GeoDataFrame":
+    """Majority predicted class per parcel.
+
+    Parameters
+    ----------
+    labels
+        ``(y, x)`` class map from :func:`predict_composite` (or a COG opened
+        with rioxarray, band dim squeezed), with a CRS.
+    parcels
+        Parcels with a ``parcel_id`` column.
+    class_names
+        Names of the classes (adds ``predicted_name``).
+    label_column
+        Column of the true class in ``parcels`` (adds ``correct``), or None.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The parcels with ``n_pixels``, ``predicted_id``, ``predicted_name``,
+        ``agreement`` (share of the parcel's pixels in the majority class) and
+        ``correct``; parcels without classified pixels get ``predicted_id`` -1.
+    """
+    import xarray as xr
+
+    from workbench.datasets.pixels import rasterize_parcels
+
+    if "band" in labels.dims:
+        labels = labels.squeeze("band", drop=True)
+    crs = labels.attrs.get("crs") or (labels.rio.crs.to_string() if hasattr(labels, "rio") and labels.rio.crs else None)
+    if not crs:
+        raise DataError("the class map has no CRS")
+    if "parcel_id" not in parcels.columns:
+        raise DataError(f"parcels have no 'parcel_id' column; columns: {list(parcels.columns)}")
+    grid = xr.Dataset(coords={"y": labels["y"], "x": labels["x"]}, attrs={"crs": str(crs)})
+    frame = parcels.reset_index(drop=True).copy()
+    frame["_row"] = np.arange(len(frame))
+    _, index = rasterize_parcels(frame, grid, label_column="_row", erode=0)
+    values = np.asarray(labels.values)
+    ok = (index >= 0) & (values != NODATA)
+    n_classes = max(len(class_names), int(values[ok].max()) + 1 if ok.any() else 1)
+    counts = np.zeros((len(frame), n_classes), dtype=np.int64)
+    np.add.at(counts, (index[ok], values[ok].astype(np.int64)), 1)
+    n_pixels = counts.sum(axis=1)
+    predicted = np.where(n_pixels > 0, counts.argmax(axis=1), -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        agreement = np.where(n_pixels > 0, counts.max(axis=1) / np.maximum(n_pixels, 1), np.nan)
+    frame = frame.drop(columns="_row")
+    frame["n_pixels"] = n_pixels
+    frame["predicted_id"] = predicted.astype(np.int32)
+    if class_names:
+        frame["predicted_name"] = [class_names[p] if p >= 0 else None for p in predicted]
+    frame["agreement"] = agreement
+    if label_column and label_column in frame.columns:
+        frame["correct"] = frame[label_column].to_numpy() == predicted
+    return frame
+
+
+def write_parcel_labels(
+    frame: "gpd.GeoDataFrame", out_url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """Write per-parcel labels (GeoParquet, atomic); returns ``out_url``."""
+    return storage.write_geoparquet(frame, out_url, storage_options=storage_options)

@@ -1,0 +1,58 @@
+"""Build every sample data set into the local catalogue (the embedded default of the demo)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from workbench.catalog.local import collections
+from workbench.config import load_settings
+from workbench.errors import CatalogError
+
+__all__ = ["build_samples", "SAMPLE_SETS"]
+
+log = logging.getLogger(__name__)
+
+#: Sample set → STAC collection it fills.
+SAMPLE_SETS = {"sentinel2": "sentinel-2-l2a"}
+
+
+def _present(catalog_path: Path, collection: str) -> bool:
+    try:
+        return collection in collections(catalog_path)
+    except CatalogError:
+        return False
+
+
+def build_samples(
+    data_dir: str | os.PathLike[str] = "workbench-data",
+    *,
+    seed: int = 0,
+    catalog_path: str | os.PathLike[str] | None = None,
+    which: tuple[str, ...] = tuple(SAMPLE_SETS),
+    rebuild: bool = False,
+) -> Path:
+    """Generate the sample data sets under ``data_dir`` and register them in the local catalogue.
+
+    A set whose collection is already in the catalogue is kept unless ``rebuild``.
+
+    Returns
+    -------
+    Path
+        The catalogue's ``catalog.json``.
+    """
+    unknown = set(which) - set(SAMPLE_SETS)
+    if unknown:
+        raise CatalogError(f"unknown sample set(s) {sorted(unknown)}; known: {sorted(SAMPLE_SETS)}")
+    path = Path(catalog_path) if catalog_path else load_settings().local_catalog_path
+    root = Path(data_dir)
+    for name in which:
+        if not rebuild and _present(path, SAMPLE_SETS[name]):
+            log.info("sample set %s already in %s", name, path)
+            continue
+        if name == "sentinel2":
+            from workbench.samples.sentinel2 import generate_sentinel2_samples
+
+            generate_sentinel2_samples(root / "samples" / "sentinel2", seed=seed, catalog_path=path)
+    return path

@@ -1,0 +1,320 @@
+"""Train and evaluate the sea-ice CNNs on patches; learning-curve and confusion-matrix plots.
+
+:func:`fit` standardises with statistics of the training split only (stored in
+the model's ``Normalization`` layer and in the result), trains with optional
+augmentation, and evaluates on the validation split with
+:mod:`workbench.training.metrics`. :func:`save_model` / :func:`load_model`
+write the Keras model plus a JSON side file of its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from workbench import storage
+from workbench.datasets.patches import BINARY_NAMES, PatchSet, to_binary
+from workbench.errors import DataError
+from workbench.training.metrics import ClassificationReport, classification_report
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "TrainConfig",
+    "FitResult",
+    "channel_stats",
+    "fit",
+    "predict_classes",
+    "evaluate",
+    "plot_learning_curves",
+    "plot_confusion",
+    "save_model",
+    "load_model",
+    "PUBLISHED_VALIDATION_ACCURACY",
+]
+
+log = logging.getLogger(__name__)
+
+# Binary (water/ice) validation accuracy published for the ExtremeEarth polar use case.
+PUBLISHED_VALIDATION_ACCURACY = {"adhoc": 0.9853, "vgg16": 0.9989}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings.
+
+    Attributes
+    ----------
+    model
+        ``"adhoc"`` or ``"vgg16"``.
+    binary
+        Water/ice (True) or the five classes (False).
+    epochs, batch_size, learning_rate
+        Optimisation (Adam).
+    augment
+        Flips, 90° rotations and speckle-like noise during training.
+    width, pools
+        VGG-16 width factor and number of kept max-pooling layers.
+    dropout
+        Dropout rate of the dense layers.
+    seed
+        Seed of the weights, shuffling and augmentation.
+    """
+
+    model: str = "adhoc"
+    binary: bool = True
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    augment: bool = True
+    width: float = 0.25
+    pools: int = 2
+    dropout: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from workbench.models.seaice import MODEL_NAMES
+
+        if self.model not in MODEL_NAMES:
+            raise DataError(f"model must be one of {MODEL_NAMES}, got {self.model!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise DataError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise DataError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass
+class FitResult:
+    """A trained model and what was measured while training it."""
+
+    model: "keras.Model"
+    config: TrainConfig
+    class_names: tuple[str, ...]
+    bands: tuple[str, ...]
+    mean: list[float]
+    std: list[float]
+    history: dict[str, list[float]]
+    validation: ClassificationReport
+    seconds: float
+    patches_per_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics (for the registry): validation accuracy, median F1, kappa, per-class F1."""
+        out = {
+            "val_accuracy": self.validation.overall_accuracy,
+            "val_median_f1": self.validation.median_f1,
+            "val_kappa": self.validation.kappa,
+            "train_patches_per_s": self.patches_per_s,
+        }
+        for name, p, r, f1 in zip(self.class_names, self.validation.precision, self.validation.recall, self.validation.f1):
+            for key, v in (("precision", p), ("recall", r), ("f1", f1)):
+                if not np.isnan(v):
+                    out[f"val_{key}_{name}"] = float(v)
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-able description: config, classes, bands, standardisation, metrics, history."""
+        return {
+            "config": asdict(self.config),
+            "class_names": list(self.class_names),
+            "bands": list(self.bands),
+            "standardisation": {"mean": self.mean, "std": self.std, "computed_on": "train split"},
+            "metrics": self.metrics(),
+            "confusion": self.validation.confusion.tolist(),
+            "history": self.history,
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+
+def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of patches ``(n, s, s, c)`` (NaN ignored)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise DataError(f"patches must be a non-empty (n, size, size, channels) array, got shape {x.shape}")
+    mean = np.nanmean(x, axis=(0, 1, 2))
+    std = np.nanstd(x, axis=(0, 1, 2))
+    std = np.where(std > 1e-6, std, 1.0)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def _targets(patches: PatchSet, binary: bool) -> tuple[np.ndarray, tuple[str, ...]]:
+    if binary:
+        return to_binary(patches.y).astype(np.int32), BINARY_NAMES
+    return patches.y.astype(np.int32), patches.class_names
+
+
+def predict_classes(model: "keras.Model", x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Class index per patch (argmax of the model's output)."""
+    probs = model.predict(np.asarray(x, dtype=np.float32), batch_size=batch_size, verbose=0)
+    return np.argmax(probs, axis=-1).astype(np.int16)
+
+
+def evaluate(model: "keras.Model", patches: PatchSet, *, binary: bool, batch_size: int = 256) -> ClassificationReport:
+    """Accuracy, per-class precision/recall/F1 and confusion matrix of ``model`` on ``patches``."""
+    if len(patches) == 0:
+        raise DataError("no patches to evaluate on")
+    y, names = _targets(patches, binary)
+    pred = predict_classes(model, patches.x, batch_size=batch_size)
+    return classification_report(y, pred, n_classes=len(names), class_names=names)
+
+
+def fit(
+    patches: PatchSet,
+    config: TrainConfig | None = None,
+    *,
+    validation_split: str = "val",
+) -> FitResult:
+    """Train a sea-ice CNN on the ``train`` split and evaluate it on ``validation_split``.
+
+    Parameters
+    ----------
+    patches
+        Patches with splits (see :func:`workbench.datasets.patches.assign_splits`).
+    config
+        Training settings (default :class:`TrainConfig`).
+    validation_split
+        Split used for the validation metrics (``val`` or ``test``).
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    DataError
+        When a split is empty or a class is missing from the training split.
+    """
+    import keras
+
+    from workbench.models.seaice import SeaIceAugment, build_model
+
+    config = config or TrainConfig()
+    train = patches.select("train")
+    val = patches.select(validation_split)
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(f"need train and {validation_split} patches; got {len(train)} and {len(val)}")
+    y_train, names = _targets(train, config.binary)
+    y_val, _ = _targets(val, config.binary)
+    present = np.unique(y_train)
+    if present.size < 2:
+        raise DataError(f"the training split holds only class(es) {[names[i] for i in present]}")
+    mean, std = channel_stats(train.x)
+    keras.utils.set_random_seed(config.seed)
+    db_channels = [i for i, b in enumerate(patches.bands) if b.endswith("_db")]
+    augment = SeaIceAugment(db_channels=db_channels, seed=config.seed) if config.augment else None
+    model = build_model(
+        config.model, train.x.shape[1:], len(names), mean=mean, std=std, augment=augment,
+        dropout=config.dropout, width=config.width, pools=config.pools,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    log.info("training %s on %d patches (%d validation)", model.name, len(train), len(val))
+    start = time.perf_counter()
+    hist = model.fit(
+        train.x, y_train, validation_data=(val.x, y_val), epochs=config.epochs,
+        batch_size=config.batch_size, shuffle=True, verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    report = evaluate(model, val, binary=config.binary)
+    return FitResult(
+        model=model, config=config, class_names=tuple(names), bands=patches.bands, mean=mean, std=std,
+        history={k: [float(v) for v in vs] for k, vs in hist.history.items()}, validation=report,
+        seconds=seconds, patches_per_s=len(train) * config.epochs / seconds,
+        extra={"n_train": len(train), "n_val": len(val), "patch_size": patches.size},
+    )
+
+
+def plot_learning_curves(history: Mapping[str, list[float]], *, title: str = "") -> "Figure":
+    """Loss and accuracy per epoch (train and validation)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            if prefix + key in history:
+                values = history[prefix + key]
+                ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(report: ClassificationReport, *, title: str = "") -> "Figure":
+    """Confusion matrix (rows: truth, columns: prediction), counts annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cm = report.confusion
+    names = report.class_names or tuple(str(i) for i in range(cm.shape[0]))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 1.0 + 0.8 * len(names)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="black")
+    ax.set_title(title or f"OA {report.overall_accuracy:.3f}")
+    fig.tight_layout()
+    return fig
+
+
+def save_model(
+    result: FitResult, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """Save the Keras model (``.keras``) to ``url`` and its metadata to ``<url>.json``, atomically."""
+    url = str(url)
+    if not url.endswith(".keras"):
+        raise DataError(f"model path {url!r} must end with .keras")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model.keras"
+        result.model.save(local)
+        storage.write_bytes(url, local.read_bytes(), storage_options=storage_options)
+    storage.write_bytes(url + ".json", json.dumps(result.metadata(), indent=2).encode(), storage_options=storage_options)
+    return url
+
+
+def load_model(
+    url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> tuple["keras.Model", dict[str, Any]]:
+    """Load a model saved by :func:`save_model` and its metadata."""
+    import keras
+
+    import workbench.models.seaice  # noqa: F401 - registers SeaIceAugment
+
+    url = str(url)
+    if not storage.exists(url, storage_options=storage_options):
+        raise DataError(f"model {url} does not exist")
+    meta: dict[str, Any] = {}
+    if storage.exists(url + ".json", storage_options=storage_options):
+        meta = json.loads(storage.read_bytes(url + ".json", storage_options=storage_options))
+    with storage.local_copy(url, storage_options=storage_options) as local:
+        try:
+            model = keras.saving.load_model(local)
+        except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad file
+            raise DataError(f"{url} is not a Keras model: {type(exc).__name__}: {exc}") from exc
+    return model, meta
