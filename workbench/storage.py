@@ -349,7 +349,7 @@ def read_overview(
             height = max(1, int(round(src.height / max(scale, 1))))
             width = max(1, int(round(src.width / max(scale, 1))))
             data = src.read(1, out_shape=(height, width), resampling=Resampling.average, masked=True)
-            transform = src.transform * src.transform.scale(src.width / width, src.height / height)
+            transform = src.transform @ src.transform.scale(src.width / width, src.height / height)
             xs = [transform.c + (i + 0.5) * transform.a for i in range(width)]
             ys = [transform.f + (j + 0.5) * transform.e for j in range(height)]
             array = xr.DataArray(data.filled(float("nan")) if data.dtype.kind == "f" else data.data,
