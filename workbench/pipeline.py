@@ -257,9 +257,9 @@ def _stage_parameters(stage: Stage, pipeline: Pipeline, overrides: Mapping[str, 
     import papermill
 
     declared = set(papermill.inspect_notebook(str(stage.notebook)))
-    shared = {**pipeline.parameters, **overrides}
-    params = {k: v for k, v in shared.items() if k in declared}
+    params = {k: v for k, v in pipeline.parameters.items() if k in declared}
     params.update(stage.parameters)
+    params.update({k: v for k, v in overrides.items() if k in declared})
     return params
 
 
@@ -311,7 +311,8 @@ def run_pipeline(
     project_dir
         Working directory of the notebooks (default the ``project_dir`` setting).
     parameters
-        Overrides of the pipeline's shared parameters.
+        Overrides, given to every stage whose notebook declares them; they win
+        over the pipeline's shared and per-stage parameters.
     kernel
         Jupyter kernel (default the pipeline's ``kernel``, ``workbench``).
     resume

@@ -8,12 +8,18 @@
 * :func:`assign_splits` splits by spatial block (a patch is kept only when it
   lies wholly inside one block, so no pixel is shared by two splits) or by scene.
 * :func:`class_balance` is the per-split class count table.
-* :func:`write_patches` / :func:`read_patches` store a :class:`PatchSet` as Zarr.
+* :func:`to_training_dataset` inserts the patches into a feature group of the
+  feature store (tensor feature ``patch``) and materialises a versioned
+  training dataset whose splits are the spatial-block splits;
+  :func:`from_training_dataset` reads it back as a :class:`PatchSet`.
+* :func:`write_patches` / :func:`read_patches` store a :class:`PatchSet` as plain Zarr.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -36,6 +42,8 @@ __all__ = [
     "to_binary",
     "write_patches",
     "read_patches",
+    "to_training_dataset",
+    "from_training_dataset",
     "BINARY_NAMES",
     "PATCH_SIZES",
 ]
@@ -228,6 +236,7 @@ def assign_splits(
     block: int = 64,
     fractions: Mapping[str, float] | None = None,
     scene_splits: Mapping[str, str] | None = None,
+    gap: int = 0,
     seed: int = 0,
 ) -> PatchSet:
     """Assign ``train``/``val``/``test`` so that no pixel lies in two splits.
@@ -246,6 +255,9 @@ def assign_splits(
         Share of blocks per split (default train 0.6, val 0.2, test 0.2).
     scene_splits
         Scene id → split, for ``by="scene"``.
+    gap
+        Also drop patches closer than ``gap`` pixels to a block edge, so that patches
+        of different blocks are at least ``2·gap`` pixels apart (spatial autocorrelation).
     seed
         Seed of the block shuffle.
 
@@ -274,9 +286,12 @@ def assign_splits(
     if bad or any(v < 0 for v in fractions.values()) or not np.isclose(sum(fractions.values()), 1.0):
         raise DataError(f"fractions {fractions} must map {SPLITS} to non-negative shares summing to 1")
     s = patches.size
-    inside = (patches.row // block == (patches.row + s - 1) // block) & (
-        patches.col // block == (patches.col + s - 1) // block
-    )
+    if gap < 0 or 2 * gap + s > block:
+        raise DataError(f"gap must be in 0..{(block - s) // 2} for block {block} and patch size {s}, got {gap}")
+    inside = np.ones(len(patches), dtype=bool)
+    for start in (patches.row, patches.col):
+        offset = start % block
+        inside &= (offset >= gap) & (offset + s <= block - gap)
     kept = patches.subset(inside)
     keys = [f"{sc}/{r // block}/{c // block}" for sc, r, c in zip(kept.scene, kept.row, kept.col)]
     unique = sorted(set(keys))
@@ -294,7 +309,7 @@ def assign_splits(
             if name not in block_split.values():
                 block_split[unique[order[k]]] = name
     kept.split = np.array([block_split[k] for k in keys], dtype=object)
-    kept.attrs = {**kept.attrs, "split_by": "block", "block": block, "seed": seed}
+    kept.attrs = {**kept.attrs, "split_by": "block", "block": block, "gap": gap, "seed": seed}
     return kept
 
 
@@ -363,9 +378,107 @@ def write_patches(
     if len(patches) == 0:
         raise DataError(f"no patches to write to {url}")
     ds = to_dataset(patches).chunk({"patch": 4096})
-    return storage.write_zarr(ds, url, storage_options=storage_options)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+        return storage.write_zarr(ds, url, storage_options=storage_options)
 
 
 def read_patches(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> PatchSet:
     """Read patches written by :func:`write_patches`."""
     return from_dataset(storage.open_zarr(url, storage_options=storage_options).load())
+
+
+def _frame(patches: PatchSet) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "patch_id": [f"{sc}/{r}/{c}/{patches.size}" for sc, r, c in zip(patches.scene, patches.row, patches.col)],
+            "scene": patches.scene.astype(str),
+            "row": patches.row.astype("int32"),
+            "col": patches.col.astype("int32"),
+            "purity": patches.purity.astype("float32"),
+            "split": patches.split.astype(str),
+            "ice": to_binary(patches.y).astype("int16"),
+            "class_id": patches.y.astype("int16"),
+        }
+    )
+
+
+def to_training_dataset(
+    patches: PatchSet,
+    *,
+    store: Any = None,
+    name: str = "seaice_patches",
+    version: int = 1,
+    description: str = "Sentinel-1 sea-ice patches (HH_db, HV_db, incidence)",
+) -> Any:
+    """Insert patches into a feature group and create a training dataset split by their blocks.
+
+    Parameters
+    ----------
+    patches
+        Patches with splits (:func:`assign_splits`).
+    store
+        A :class:`workbench.featurestore.FeatureStore` (default: the project's).
+    name, version
+        Feature group and feature view name and version.
+    description
+        Description of the feature group.
+
+    Returns
+    -------
+    workbench.featurestore.TrainingDataset
+        The new training dataset version (splits ``train``/``val``/``test``;
+        labels ``class_id``; tensor feature ``patch``).
+    """
+    from workbench.featurestore import FeatureStore
+
+    if len(patches) == 0:
+        raise DataError("no patches to insert")
+    if set(patches.split) - set(SPLITS):
+        raise DataError("patches have no split; call assign_splits first")
+    store = store if store is not None else FeatureStore()
+    shape = tuple(int(v) for v in patches.x.shape[1:])
+    group = store.get_or_create_feature_group(
+        name, version, primary_key=["patch_id"], description=description,
+        tensor_features={"patch": {"shape": shape, "dtype": "float32"}},
+    )
+    group.insert(_frame(patches), tensors={"patch": patches.x.astype(np.float32)}, mode="upsert")
+    view = store.get_or_create_feature_view(name, version, query=group.select_all(), labels=["class_id"])
+    present = [s for s in SPLITS if (patches.split == s).any()]
+    meta = {"class_names": list(patches.class_names), "bands": list(patches.bands), **patches.attrs}
+    return view.create_training_dataset(
+        split={s: [s] for s in present}, split_by="split", description=json.dumps(meta, default=str),
+    )
+
+
+def from_training_dataset(dataset: Any) -> PatchSet:
+    """Read every split of a training dataset made by :func:`to_training_dataset` as one PatchSet."""
+    meta = getattr(dataset, "metadata", {}) or {}
+    try:
+        info = json.loads(meta.get("description", "") or "{}")
+    except json.JSONDecodeError:
+        info = {}
+    sets = []
+    for split in dataset.splits:
+        frame = dataset.read(split)
+        if "patch" not in frame.columns or "class_id" not in frame.columns:
+            raise DataError(f"training dataset v{dataset.version} has no 'patch'/'class_id' columns")
+        n = len(frame)
+        x = np.stack(frame["patch"].to_list()).astype(np.float32) if n else np.zeros((0, 1, 1, 1), np.float32)
+        sets.append(
+            PatchSet(
+                x=x, y=frame["class_id"].to_numpy(np.int16), scene=frame["scene"].to_numpy(object),
+                row=frame["row"].to_numpy(), col=frame["col"].to_numpy(), purity=frame["purity"].to_numpy(np.float32),
+                split=np.full(n, split, dtype=object), class_names=tuple(info.get("class_names", ())),
+                bands=tuple(info.get("bands", ())),
+                attrs={k: v for k, v in info.items() if k not in ("class_names", "bands")}
+                | {"training_dataset_version": dataset.version},
+            )
+        )
+    sets = [s for s in sets if len(s)]
+    if not sets:
+        raise DataError(f"training dataset v{dataset.version} holds no patches")
+    return PatchSet.concat(sets)

@@ -37,6 +37,11 @@ __all__ = [
     "select_reliable",
     "tile_split",
     "to_arrays",
+    "build_pixel_samples",
+    "write_samples",
+    "read_samples",
+    "to_training_dataset",
+    "split_arrays",
     "SPLITS",
 ]
 
@@ -277,3 +282,164 @@ def tile_split(
     out = frame[frame["tile"].isin(list(seen))].copy()
     out["split"] = out["tile"].map(seen)
     return out.reset_index(drop=True)
+
+
+def build_pixel_samples(
+    composites: Mapping[str, str],
+    parcels: "gpd.GeoDataFrame | str | os.PathLike[str]",
+    *,
+    train: Sequence[str],
+    validation: Sequence[str],
+    test: Sequence[str] = (),
+    erode: int = 1,
+    drop_fraction: float = 0.1,
+    storage_options: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Pixel samples of several tiles with a tile-based split.
+
+    Parameters
+    ----------
+    composites
+        Tile name → composite Zarr URL (the output of
+        :func:`workbench.sentinel2.composite_tiles`).
+    parcels
+        Parcels (GeoDataFrame, or a GeoParquet path/URL) with ``parcel_id``,
+        ``crop_id`` and, when they span several tiles, a ``tile`` column.
+    train, validation, test
+        Tiles of each split.
+    erode
+        Border pixels removed from every parcel.
+    drop_fraction
+        Share of each class's least typical pixels dropped from the train
+        split (:func:`select_reliable`; 0 keeps all). Validation and test
+        pixels are never filtered.
+    storage_options
+        fsspec options for remote inputs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows of :func:`extract_pixels` plus ``split`` and a ``sample_id``
+        primary key (``<tile>-<row>-<col>``).
+    """
+    from tqdm.auto import tqdm
+
+    from workbench.storage import read_geoparquet
+
+    if isinstance(parcels, (str, os.PathLike)):
+        parcels = read_geoparquet(parcels, storage_options=storage_options)
+    wanted = [*train, *validation, *test]
+    missing = [t for t in wanted if t not in composites]
+    if missing:
+        raise DataError(f"no composite for tiles {missing}; composites exist for {sorted(composites)}")
+    frames = []
+    for tile in tqdm(wanted, desc="pixel samples", disable=len(wanted) < 3):
+        tile_parcels = parcels[parcels["tile"] == tile] if "tile" in parcels.columns else parcels
+        frames.append(extract_tile(composites[tile], tile_parcels, tile=tile, erode=erode,
+                                   storage_options=storage_options))
+    frame = tile_split(pd.concat(frames, ignore_index=True), train=train, validation=validation, test=test)
+    if drop_fraction:
+        is_train = frame["split"] == "train"
+        frame = pd.concat([select_reliable(frame[is_train], drop_fraction=drop_fraction), frame[~is_train]],
+                          ignore_index=True)
+    frame.insert(0, "sample_id", frame["tile"] + "-" + frame["row"].astype(str) + "-" + frame["col"].astype(str))
+    return frame
+
+
+def write_samples(
+    frame: pd.DataFrame, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """Write a sample table as Parquet, atomically; returns ``url``."""
+    import io
+
+    from workbench.storage import write_bytes
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    write_bytes(url, buffer.getvalue(), storage_options=storage_options)
+    return str(url)
+
+
+def read_samples(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Read a sample table written by :func:`write_samples`."""
+    import io
+
+    from workbench.storage import read_bytes
+
+    return pd.read_parquet(io.BytesIO(read_bytes(url, storage_options=storage_options)))
+
+
+def to_training_dataset(
+    samples: pd.DataFrame,
+    *,
+    store: Any = None,
+    name: str = "crop_series",
+    version: int = 1,
+    description: str = "Sentinel-2 monthly-composite pixel series with crop labels",
+) -> Any:
+    """Insert pixel samples into a feature group and create a training dataset split by tile.
+
+    The 12-month profile of every pixel is stored as the tensor feature
+    ``series`` ``(months, bands)``; ids, label, position and split as
+    tabular columns (primary key ``sample_id``). The feature view selects
+    ``series`` and ``label``; the training dataset keeps the samples' tile
+    split (``split`` column of :func:`build_pixel_samples`).
+
+    Parameters
+    ----------
+    samples
+        Output of :func:`build_pixel_samples`.
+    store
+        A :class:`workbench.featurestore.FeatureStore` (default: the project's).
+    name, version
+        Feature group and feature view name and version.
+    description
+        Description of the feature group.
+
+    Returns
+    -------
+    workbench.featurestore.TrainingDataset
+        A new training dataset version; ``arrays(split)`` gives
+        ``(n, months, bands)`` series and integer labels.
+    """
+    from workbench.featurestore import FeatureStore
+
+    for column in ("sample_id", "label", "split", "tile"):
+        if column not in samples.columns:
+            raise DataError(f"the sample table has no {column!r} column (use build_pixel_samples)")
+    if samples.empty:
+        raise DataError("no pixel samples to insert")
+    x, y = to_arrays(samples)
+    cols, bands, n_months = _feature_names(samples)
+    store = store if store is not None else FeatureStore()
+    group = store.get_or_create_feature_group(
+        name, version, primary_key=["sample_id"], description=description,
+        tensor_features={"series": {"shape": [n_months, len(bands)], "dtype": "float32"}},
+    )
+    table = samples.drop(columns=cols).reset_index(drop=True)
+    table["label"] = y.astype(np.int64)
+    group.insert(table, tensors={"series": x}, mode="upsert")
+    view = store.get_or_create_feature_view(
+        name, version, query=group.select(["series", "label", "split"]), labels=["label"],
+        description=f"crop pixel series, bands {bands}",
+    )
+    present = [s for s in SPLITS if (samples["split"] == s).any()]
+    meta = {"bands": bands, "months": n_months, "tiles": {s: sorted(samples.loc[samples["split"] == s, "tile"].unique())
+                                                          for s in present}}
+    import json
+
+    return view.create_training_dataset(split={s: [s] for s in present}, split_by="split",
+                                        description=json.dumps(meta))
+
+
+def split_arrays(samples: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Split name → ``(x, y)`` of a sample table (``split`` column) or a training dataset."""
+    if hasattr(samples, "arrays") and hasattr(samples, "splits"):
+        out = {}
+        for split in samples.splits:
+            x, y = samples.arrays(split)
+            out[split] = (np.asarray(x, dtype=np.float32), np.asarray(y).astype(np.int32))
+        return out
+    if not isinstance(samples, pd.DataFrame) or "split" not in samples.columns:
+        raise DataError("samples must be a training dataset or a table with a 'split' column")
+    return {s: to_arrays(samples[samples["split"] == s]) for s in SPLITS if (samples["split"] == s).any()}

@@ -86,8 +86,17 @@ def client(project: Any = None) -> "MlflowClient":
 def _make(uri: str) -> "MlflowClient":
     from mlflow import MlflowClient
 
-    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    c.search_experiments(max_results=1)  # creates or upgrades the schema now, under retry
+    lock_file = Path(uri.removeprefix("sqlite:///")).with_suffix(".init.lock")
+    with open(lock_file, "a+b") as fh:
+        # the first client creates the schema; two processes doing so at once would collide
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX: rely on retry_locked
+            pass
+        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        c.search_experiments(max_results=1)  # creates or upgrades the schema now, under the lock
     return c
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from workbench import storage
 from workbench.featurestore import _tensors
+from workbench.featurestore._log import commit_infos
 from workbench.featurestore._common import FeatureStoreError
 from workbench.featurestore.statistics import frame_statistics, merge_statistics
 
@@ -135,11 +136,19 @@ class FeatureGroup:
                 ) from exc
             raise
 
+    def _history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        return commit_infos(self.location, storage_options=self._store.storage_options, limit=limit)
+
     def has_data(self) -> bool:
         """Whether at least one insert was committed."""
-        import deltalake
-
-        return bool(deltalake.DeltaTable.is_deltatable(self.location, storage_options=self._store._delta_options))
+        # asked through fsspec: deltalake's is_deltatable holds the GIL while it waits on the network
+        log_dir = storage.join(self.location, "_delta_log")
+        fs, path = storage.filesystem(log_dir, self._store.storage_options)
+        fs.invalidate_cache(path)
+        try:
+            return any(p.endswith(".json") for p in fs.ls(path, detail=False))
+        except FileNotFoundError:
+            return False
 
     def current_version(self) -> int:
         """Delta version (commit number) of the latest commit."""
@@ -149,7 +158,7 @@ class FeatureGroup:
         """Delta version in force at ``wallclock_time`` (a datetime or ISO string; naive means UTC)."""
         when = _to_datetime(wallclock_time, "wallclock_time")
         table = self._table()
-        history = table.history()
+        history = self._history()
         first = min(h["timestamp"] for h in history)
         if when.timestamp() * 1000 < first:
             raise FeatureStoreError(
@@ -430,7 +439,7 @@ class FeatureGroup:
             storage.remove(staging, storage_options=self._store.storage_options)
 
     def _find_commit(self, commit_id: str) -> int:
-        for entry in self._table().history(50):
+        for entry in self._history(200):
             raw = entry.get(COMMIT_KEY)
             if raw and json.loads(raw).get("commit_id") == commit_id:
                 return int(entry["version"])
@@ -520,7 +529,7 @@ class FeatureGroup:
     def commit_details(self, limit: int | None = None) -> dict[int, dict[str, Any]]:
         """Commits, newest first: ``{version: {committed_at, operation, rows, commit_id}}``."""
         out: dict[int, dict[str, Any]] = {}
-        for entry in self._table().history(limit):
+        for entry in self._history(limit):
             raw = entry.get(COMMIT_KEY)
             info = json.loads(raw) if raw else {}
             out[int(entry["version"])] = {
@@ -533,7 +542,9 @@ class FeatureGroup:
 
     def statistics(self, version: int | None = None) -> dict[str, Any]:
         """Statistics computed at insert for commit ``version`` (default: the latest)."""
-        history = self._table().history()
+        history = self._history()
+        if not history:
+            raise FeatureStoreError(f"feature group {self.name!r} v{self.version} has no data yet")
         wanted = history[0]["version"] if version is None else version
         for entry in history:
             if int(entry["version"]) == int(wanted):

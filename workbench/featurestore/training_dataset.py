@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
@@ -50,7 +51,7 @@ def write_split(
     table = pa.Table.from_pandas(tabular, preserve_index=False).replace_schema_metadata(None)
     fs, path = storage.filesystem(f"{prefix}.parquet", storage_options)
     if not storage.is_remote(prefix):
-        fs.makedirs(fs._parent(path), exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     with fs.open(path, "wb") as fh, pq.ParquetWriter(fh, table.schema) as writer:
         for lo in range(0, n, block):
             writer.write_table(table.slice(lo, block), row_group_size=block)

@@ -185,6 +185,10 @@ def _ring_coords(elem: ET.Element) -> list[tuple[float, ...]]:
 
 def _gml_geometry(elem: ET.Element) -> BaseGeometry:
     name = _local(elem.tag)
+    if not any(_local(c.tag) in ("pos", "posList", "coordinates", "lowerCorner") and (c.text or "").strip()
+               for c in elem.iter()):
+        empty = {"Point": "POINT EMPTY", "LineString": "LINESTRING EMPTY", "Polygon": "POLYGON EMPTY"}
+        return shapely.from_wkt(empty.get(name, "GEOMETRYCOLLECTION EMPTY"))
     if name == "Point":
         return shapely.Point(_ring_coords(elem)[0])
     if name in ("LineString", "LinearRing", "Curve"):
@@ -236,6 +240,8 @@ def parse_gml(lexical: str) -> GeoValue:
     bound to the GeoSPARQL GML namespace before parsing.
     """
     text = lexical.strip()
+    if not text:
+        return GeoValue(shapely.from_wkt("GEOMETRYCOLLECTION EMPTY"), CRS84, "gml", False)
     if re.search(r"<gml:", text) and "xmlns:gml" not in text:
         text = re.sub(r"^<(gml:\w+)", rf'<\1 xmlns:gml="{GML_NS}"', text, count=1)
     try:

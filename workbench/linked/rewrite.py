@@ -155,11 +155,35 @@ def _expansion(subject: str, relation: str, obj: str, asserted: str, n: int) -> 
     return f"{{ SELECT DISTINCT {projection} WHERE {{ {' UNION '.join(branches)} }} }}"
 
 
+_TRIPLE_START = ("{", ".", "}", ")")
+_SCAN_KINDS = ("var", "iri", "pname", "str", "num", "lang")
+
+
+def _subject_before(tokens: list[Token], i: int) -> int | None:
+    """Index of the subject of the predicate-object list that the ``;`` at ``i`` continues."""
+    j = i - 1
+    while j >= 0:
+        tok = tokens[j]
+        if tok.text in (".", "{", "}") and tok.kind == "punct":
+            return j + 1 if _is_term(tokens[j + 1]) else None
+        if not (tok.kind in _SCAN_KINDS or tok.text in (";", ",", "^^", "a")):
+            return None
+        j -= 1
+    return None
+
+
+def _term_text(tok: Token, prefixes: dict[str, str]) -> str | None:
+    if tok.kind == "var":
+        return tok.text
+    iri = resolve(tok, prefixes)
+    return None if iri is None else f"<{iri}>"
+
+
 def rewrite_topology_properties(query: str) -> str:
     """Rewrite the topological property forms (``?a geo:sfWithin ?b``) of a query.
 
-    Only plain ``S P O`` patterns (not abbreviated with ``;``/``,``, not inside
-    property paths) are rewritten; the asserted triples still answer too.
+    Handles ``S P O`` triples, also inside ``;`` predicate-object lists (not object lists
+    with ``,``, not property paths); the asserted triples still answer too.
     """
     try:
         tokens = tokenize(query)
@@ -174,27 +198,42 @@ def rewrite_topology_properties(query: str) -> str:
     last = 0
     counter = itertools.count()
     i = where + 1
-    while i < len(tokens) - 1:
+    while i < len(tokens) - 2:
         tok = tokens[i]
         iri = resolve(tok, prefixes) if tok.kind in ("iri", "pname") else None
-        if (
-            iri in _TOPOLOGY
-            and _is_term(tokens[i - 1])
-            and tokens[i - 2].text in ("{", ".", "}", ")")
-            and _is_term(tokens[i + 1])
-            and (tokens[i + 2].text in (".", "}") or tokens[i + 2].text.upper() in _GROUP_KEYWORDS | {"{"})
-        ):
-            subject, obj = tokens[i - 1], tokens[i + 1]
-            s_text = f"<{resolve(subject, prefixes)}>" if subject.kind != "var" else subject.text
-            o_text = f"<{resolve(obj, prefixes)}>" if obj.kind != "var" else obj.text
-            if None in (s_text, o_text) or "<None>" in (s_text, o_text):
+        before, after = tokens[i - 1], tokens[i + 2]
+        ends = after.text in (".", "}") or after.text.upper() in _GROUP_KEYWORDS | {"{"}
+        if iri not in _TOPOLOGY or not _is_term(tokens[i + 1]) or not (ends or after.text == ";"):
+            i += 1
+            continue
+        if _is_term(before) and tokens[i - 2].text in _TRIPLE_START:
+            subject_index, cut_from = i - 1, tokens[i - 1].start
+        elif before.text == ";":
+            found = _subject_before(tokens, i - 1)
+            if found is None:
                 i += 1
                 continue
-            pieces.append(query[last : subject.start])
-            pieces.append(_expansion(s_text, _TOPOLOGY[iri], o_text, f"<{iri}>", next(counter)))
-            last = obj.end
+            subject_index, cut_from = found, before.start
+        else:
+            i += 1
+            continue
+        s_text = _term_text(tokens[subject_index], prefixes)
+        o_text = _term_text(tokens[i + 1], prefixes)
+        if s_text is None or o_text is None:
+            i += 1
+            continue
+        expansion = _expansion(s_text, _TOPOLOGY[iri], o_text, f"<{iri}>", next(counter))
+        pieces.append(query[last:cut_from])
+        if before.text == ";":
+            expansion = " . " + expansion
+        if after.text == ";":
+            expansion += f" . {query[tokens[subject_index].start:tokens[subject_index].end]} "
+            last = after.end
+            i += 3
+        else:
+            last = tokens[i + 1].end
             i += 2
-        i += 1
+        pieces.append(expansion)
     if not pieces:
         return query
     pieces.append(query[last:])
@@ -244,6 +283,7 @@ class SpatialFilter:
     filter_span: tuple[int, int]
     only_conjunct: bool
     domains: dict[str, list[str]] = field(default_factory=dict)
+    group_start: int = 0
 
 
 def _skip_group_item(tokens: list[Token], i: int, end: int) -> int:
@@ -446,6 +486,7 @@ def find_spatial_filters(query: str, *, indexable: frozenset[str]) -> list[Spati
                         if var is not None:
                             spatial.domains[var] = _component(triples, var)
                     spatial.span = (tokens[spatial.span[0]].start, tokens[spatial.span[1] - 1].end)
+                    spatial.group_start = tokens[start].end
                     found.append(spatial)
             i += 1
     return found

@@ -19,16 +19,45 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from workbench.linked.geometry import GeometryLiteralError, parse_literal
+from workbench.linked.geometry import _WKT_CRS, GeometryLiteralError, parse_literal, to_crs84
+from workbench.linked.vocab import CRS84, WKT_LITERAL
 from workbench.linked.geosparql import RELATIONS
 
-__all__ = ["SpatialIndex", "INDEX_GRAPH", "ID_PREFIX", "LIT_PREDICATE"]
+__all__ = ["SpatialIndex", "parse_many", "INDEX_GRAPH", "ID_PREFIX", "LIT_PREDICATE"]
 
 INDEX_GRAPH = "urn:x-wb:spatial-index"
 ID_PREFIX = "urn:x-wb:g:"
 LIT_PREDICATE = "urn:x-wb:lit"
 
 log = logging.getLogger(__name__)
+
+
+def parse_many(literals: Sequence[tuple[str, str]]) -> list[BaseGeometry | None]:
+    """CRS84 geometries of many literals (``None`` where unparsable), vectorised per CRS for WKT."""
+    out: list[BaseGeometry | None] = [None] * len(literals)
+    groups: dict[str, tuple[list[int], list[str]]] = {}
+    for n, (lexical, datatype) in enumerate(literals):
+        if datatype == WKT_LITERAL:
+            match = _WKT_CRS.match(lexical)
+            crs, text = (match.group(1), match.group(2)) if match else (CRS84, lexical)
+            positions, texts = groups.setdefault(crs, ([], []))
+            positions.append(n)
+            texts.append(text.strip() or "GEOMETRYCOLLECTION EMPTY")
+        else:
+            try:
+                out[n] = parse_literal(lexical, datatype).geom
+            except (GeometryLiteralError, ValueError):
+                out[n] = None
+    for crs, (positions, texts) in groups.items():
+        try:
+            crs_geoms = shapely.from_wkt(np.array(texts, dtype=object), on_invalid="ignore")
+            crs_geoms = np.array([to_crs84(g, crs) if g is not None else None for g in crs_geoms], dtype=object) \
+                if crs not in (CRS84,) else crs_geoms
+        except (GeometryLiteralError, ValueError):
+            continue  # unknown CRS: none of these literals can be evaluated
+        for n, geom in zip(positions, crs_geoms):
+            out[n] = geom
+    return out
 
 
 class SpatialIndex:
@@ -55,18 +84,15 @@ class SpatialIndex:
 
     def add(self, literals: Iterable[tuple[str, str]]) -> list[tuple[int, str, str]]:
         """Index literals not yet indexed; returns ``(id, lexical, datatype)`` of the new ones."""
-        new: list[tuple[int, str, str]] = []
         with self._lock:
-            for lexical, datatype in literals:
-                key = (lexical, datatype)
-                if key in self._ids:
-                    continue
-                try:
-                    geom = parse_literal(lexical, datatype).geom
-                except (GeometryLiteralError, ValueError):
+            fresh = list(dict.fromkeys(k for k in literals if k not in self._ids))
+            geoms = parse_many(fresh)
+            new: list[tuple[int, str, str]] = []
+            for (lexical, datatype), geom in zip(fresh, geoms):
+                if geom is None:
                     self.invalid += 1
                     continue
-                self._ids[key] = len(self._geoms)
+                self._ids[(lexical, datatype)] = len(self._geoms)
                 self._geoms.append(geom)
                 new.append((len(self._geoms) - 1, lexical, datatype))
             if new:
@@ -75,11 +101,11 @@ class SpatialIndex:
 
     def restore(self, entries: Iterable[tuple[int, str, str]]) -> None:
         """Re-create the index from stored ``(id, lexical, datatype)`` entries."""
+        entries = list(entries)
+        geoms = parse_many([(lexical, datatype) for _, lexical, datatype in entries])
         with self._lock:
-            for ident, lexical, datatype in entries:
-                try:
-                    geom = parse_literal(lexical, datatype).geom
-                except (GeometryLiteralError, ValueError):
+            for (ident, lexical, datatype), geom in zip(entries, geoms):
+                if geom is None:
                     continue
                 while len(self._geoms) <= ident:
                     self._geoms.append(None)
@@ -113,6 +139,11 @@ class SpatialIndex:
                 self._tree_ids = ids
                 log.debug("built STRtree over %d geometry literals", len(ids))
             return self._tree, self._tree_ids
+
+    def build(self) -> None:
+        """(Re)build the STRtree now (after loads and updates) rather than at the first query."""
+        if len(self._geoms):
+            self._global_tree()
 
     def geometries(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Geometries of ``ids`` as a shapely array."""

@@ -15,19 +15,20 @@ What a query goes through (:meth:`GeoStore.prepare`):
 3. pyoxigraph evaluates the query with the ``geof:`` functions registered as custom
    functions (:mod:`workbench.linked.geosparql`).
 
-RDFS entailment (``rdfs:subClassOf`` and ``rdfs:subPropertyOf`` closure, rules rdfs7
-and rdfs9) is materialised into the default graph after each load and update when
-``rdfs_entailment`` is on (the default).
+RDFS entailment (the ``rdfs:subClassOf`` closure, rule rdfs9, by default; optionally
+also ``rdfs:subPropertyOf``, rule rdfs7) is materialised into the default graph after
+each load and update (``entailment=``).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
 import pyoxigraph as ox
@@ -46,7 +47,7 @@ from workbench.linked.spatial_index import ID_PREFIX, INDEX_GRAPH, LIT_PREDICATE
 from workbench.linked.geometry import parse_literal
 from workbench.linked.vocab import GML_LITERAL, PREFIXES, RDFS, WKT_LITERAL
 
-__all__ = ["GeoStore", "QuerySyntaxError", "QueryTimeout", "FORMATS"]
+__all__ = ["GeoStore", "QuerySyntaxError", "FORMATS"]
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,35 @@ _ENTAILMENT = (
 _PARSER = ox.Store()  # empty: parses queries (syntax check) at no evaluation cost
 
 
+_GEO_SUFFIXES = (f"^^<{WKT_LITERAL}>".encode(), f"^^<{GML_LITERAL}>".encode())
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
+_ESCAPES = {"t": "\t", "b": "\b", "n": "\n", "r": "\r", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        code = match.group(1)
+        return chr(int(code[1:], 16)) if code[0] in "uU" and len(code) > 1 else _ESCAPES.get(code, code)
+
+    return _ESCAPE.sub(replace, text) if "\\" in text else text
+
+
+def _geometry_literals(chunk: bytes) -> list[tuple[str, str]]:
+    """``(lexical, datatype)`` of the WKT/GML literals in N-Triples/N-Quads lines."""
+    found: list[tuple[str, str]] = []
+    if b"geosparql#" not in chunk:
+        return found
+    for line in chunk.split(b"\n"):
+        for suffix, datatype in zip(_GEO_SUFFIXES, (WKT_LITERAL, GML_LITERAL)):
+            end = line.rfind(suffix)
+            if end > 0 and line[end - 1 : end] == b'"':
+                start = line.find(b'"')
+                found.append((_unescape(line[start + 1 : end - 1].decode("utf-8")), datatype))
+    return found
+
+
 class QuerySyntaxError(DataError):
     """A query or update is malformed; the message is the SPARQL parser's."""
-
-
-class QueryTimeout(DataError):
-    """A query ran past its time limit."""
 
 
 def _rdf_format(fmt: str | None, path: str | None) -> ox.RdfFormat:
@@ -107,11 +131,17 @@ class GeoStore:
     ----------
     path
         Directory of the on-disk store (created if missing); ``None``: in memory.
-    rdfs_entailment
-        Materialise ``rdfs:subClassOf``/``rdfs:subPropertyOf`` entailments after loads and updates.
+    entailment
+        What is materialised after loads and updates: ``"subclass"`` (default: the
+        ``rdfs:subClassOf`` closure, rule rdfs9), ``"rdfs"`` (also ``rdfs:subPropertyOf``,
+        rule rdfs7) or ``"none"``. ``"rdfs"`` is not the default because datasets that
+        declare specialised geometry properties (``ex:hasPointGeometry rdfs:subPropertyOf
+        geo:hasGeometry``) would then answer every geometry of a feature to ``geo:hasGeometry``.
     """
 
-    def __init__(self, path: str | Path | None = None, *, rdfs_entailment: bool = True) -> None:
+    def __init__(self, path: str | Path | None = None, *, entailment: str = "subclass") -> None:
+        if entailment not in ("subclass", "rdfs", "none"):
+            raise DataError(f"unknown entailment {entailment!r}: expected 'subclass', 'rdfs' or 'none'")
         self.path = Path(path) if path is not None else None
         try:
             if self.path is not None:
@@ -121,7 +151,7 @@ class GeoStore:
                 self._store = ox.Store()
         except OSError as exc:
             raise StorageError(f"cannot open the RDF store at {self.path}: {exc}") from exc
-        self.rdfs_entailment = rdfs_entailment
+        self.entailment = entailment
         self.index = SpatialIndex()
         self._functions = geosparql.custom_functions()
         self._write_lock = threading.RLock()
@@ -156,6 +186,7 @@ class GeoStore:
             entries.append((ident, quad.object.value, quad.object.datatype.value))
         if entries:
             self.index.restore(entries)
+            self.index.build()
             log.info("restored spatial index of %d geometry literals from %s", len(entries), self.path)
 
     def _index_quads(self, new: list[tuple[int, str, str]]) -> list[ox.Quad]:
@@ -184,6 +215,7 @@ class GeoStore:
             new = self.index.add(sorted(current - known))
             if new:
                 self._store.extend(self._index_quads(new))
+            self.index.build()
             return len(removed) + len(new)
 
     # ------------------------------------------------------------------ loading
@@ -218,7 +250,8 @@ class GeoStore:
                     flush()
             flush()
             bar.close()
-            if entail and self.rdfs_entailment:
+            self.index.build()
+            if entail:
                 self._entail()
             self.flush()
         return count
@@ -226,6 +259,10 @@ class GeoStore:
     def load(self, path: str | Path, *, format: str | None = None, base_iri: str | None = None,
              graph: str | None = None, progress: bool = True) -> int:
         """Load an RDF file (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD) with a progress bar.
+
+        N-Triples and N-Quads files are loaded natively by pyoxigraph in line-aligned chunks
+        (millions of triples; the bar counts bytes), each chunk in one transaction; other
+        formats go through the parser quad by quad.
 
         Raises
         ------
@@ -237,6 +274,9 @@ class GeoStore:
             raise DataError(f"RDF file {path} does not exist")
         fmt = _rdf_format(format, str(path))
         try:
+            if fmt in (ox.RdfFormat.N_TRIPLES, ox.RdfFormat.N_QUADS):
+                with path.open("rb") as fh:
+                    return self._load_lines(fh, fmt, graph=graph, progress=progress, total=path.stat().st_size)
             quads = ox.parse(path=str(path), format=fmt, base_iri=base_iri or path.resolve().as_uri())
             return self.add_quads(self._to_graph(quads, graph), progress=progress)
         except SyntaxError as exc:
@@ -244,12 +284,40 @@ class GeoStore:
 
     def load_data(self, data: str | bytes, *, format: str = "turtle", base_iri: str | None = None,
                   graph: str | None = None) -> int:
-        """Load RDF given as text (see :meth:`load`)."""
+        """Load RDF given as text or bytes (see :meth:`load`)."""
         fmt = _rdf_format(format, None)
         try:
+            if fmt in (ox.RdfFormat.N_TRIPLES, ox.RdfFormat.N_QUADS):
+                raw = data.encode("utf-8") if isinstance(data, str) else data
+                return self._load_lines(io.BytesIO(raw), fmt, graph=graph, progress=False, total=len(raw))
             return self.add_quads(self._to_graph(ox.parse(data, fmt, base_iri=base_iri), graph))
         except SyntaxError as exc:
             raise DataError(f"malformed RDF data ({format}): {exc}") from exc
+
+    def _load_lines(self, stream: IO[bytes], fmt: ox.RdfFormat, *, graph: str | None, progress: bool,
+                    total: int, chunk_bytes: int = 32 << 20) -> int:
+        """Load line-based RDF (N-Triples/N-Quads) in chunks natively, indexing geometry literals."""
+        count = 0
+        target = ox.NamedNode(graph) if graph else None
+        bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc="loading")
+        with self._write_lock:
+            while True:
+                chunk = stream.read(chunk_bytes)
+                if not chunk:
+                    break
+                chunk += stream.readline()  # end on a line boundary
+                self._store.bulk_load(input=chunk, format=fmt, to_graph=target) if target is not None else \
+                    self._store.bulk_load(input=chunk, format=fmt)
+                new = self.index.add(_geometry_literals(chunk))
+                if new:
+                    self._store.bulk_extend(self._index_quads(new))
+                count += chunk.count(b"\n")
+                bar.update(len(chunk))
+            bar.close()
+            self.index.build()
+            self._entail()
+            self.flush()
+        return count
 
     @staticmethod
     def _to_graph(quads: Iterable[ox.Quad], graph: str | None) -> Iterator[ox.Quad]:
@@ -261,7 +329,8 @@ class GeoStore:
             yield ox.Quad(q.subject, q.predicate, q.object, target)
 
     def _entail(self) -> None:
-        for update in _ENTAILMENT:
+        updates = {"rdfs": _ENTAILMENT, "subclass": _ENTAILMENT[1:], "none": ()}[self.entailment]
+        for update in updates:
             self._store.update(update)
 
     def dump(self, path: str | Path, *, format: str | None = None) -> None:
@@ -294,13 +363,18 @@ class GeoStore:
         if not chosen:
             return text, False
         prologue = "".join(f"PREFIX {p}: <{iri}>\n" for p, iri in prefixes_of(tokenize(text)).items())
-        for n, spatial in reversed(list(enumerate(chosen))):
-            replacement = self._index_block(spatial, n, prologue)
+        # each FILTER leaves its group; its index block opens the group (pyoxigraph then starts the
+        # join from the index answers); edits are applied from the end of the text
+        edits: list[tuple[int, int, str]] = []
+        for n, spatial in enumerate(chosen):
             (fs, fe), (cs, ce) = spatial.filter_span, spatial.span
             if spatial.only_conjunct:
-                text = text[:fs] + replacement + text[fe:]
+                edits.append((fs, fe, ""))
             else:
-                text = text[:cs] + "true" + text[ce:fe] + " " + replacement + text[fe:]
+                edits.append((cs, ce, "true"))
+            edits.append((spatial.group_start, spatial.group_start, " " + self._index_block(spatial, n, prologue) + " "))
+        for start, end, replacement in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+            text = text[:start] + replacement + text[end:]
         return f"PREFIX wbx: <{ID_PREFIX}>\n" + text, True
 
     def _domain(self, spatial: SpatialFilter, variable: str, prologue: str) -> np.ndarray:
@@ -322,15 +396,17 @@ class GeoStore:
             constant = parse_literal(*spatial.constant).geom
             ids = self.index.select(spatial.relation, constant, constant_first=spatial.constant_position == 0)
             values = " ".join(f"wbx:{i}" for i in ids)
-            return f"VALUES ?_wb{n}a {{ {values} }} GRAPH {graph} {{ ?_wb{n}a {lit} {variable} }}"
+            # a sub-select: pyoxigraph then hash-joins it with the group (instead of a nested loop)
+            return (f"{{ SELECT {variable} WHERE {{ VALUES ?_wb{n}a {{ {values} }} "
+                    f"GRAPH {graph} {{ ?_wb{n}a {lit} {variable} }} }} }}")
         assert spatial.left is not None and spatial.right is not None
         left = self._domain(spatial, spatial.left, prologue)
         right = self._domain(spatial, spatial.right, prologue)
         a, b = self.index.join(spatial.relation, left, right)
         values = " ".join(f"(wbx:{i} wbx:{j})" for i, j in zip(a.tolist(), b.tolist()))
         return (
-            f"VALUES (?_wb{n}a ?_wb{n}b) {{ {values} }} "
-            f"GRAPH {graph} {{ ?_wb{n}a {lit} {spatial.left} . ?_wb{n}b {lit} {spatial.right} }}"
+            f"{{ SELECT {spatial.left} {spatial.right} WHERE {{ VALUES (?_wb{n}a ?_wb{n}b) {{ {values} }} "
+            f"GRAPH {graph} {{ ?_wb{n}a {lit} {spatial.left} . ?_wb{n}b {lit} {spatial.right} }} }} }}"
         )
 
     def query(self, query: str, *, use_index: bool = True, rewrite: bool = True,
@@ -394,7 +470,6 @@ class GeoStore:
                 self._store.update(update, custom_functions=self._functions, base_iri=base_iri)
             except SyntaxError as exc:
                 raise QuerySyntaxError(str(exc)) from exc
-            if self.rdfs_entailment:
-                self._entail()
+            self._entail()
             self.sync_index()
             self.flush()

@@ -16,8 +16,10 @@ percentile min–max scaling fitted on the training split
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +30,13 @@ from keras import layers, ops  # noqa: E402
 
 from workbench.errors import DataError  # noqa: E402
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from workbench.training.metrics import ClassificationReport
+
+log = logging.getLogger(__name__)
+
 __all__ = [
     "MODEL_NAMES",
     "PAPER_RESULTS",
@@ -37,6 +46,11 @@ __all__ = [
     "build_tempcnn",
     "build_starrnn",
     "build_model",
+    "CROP_DEFAULTS",
+    "CropRun",
+    "train_crop_models",
+    "comparison_table",
+    "save_model_file",
 ]
 
 MODEL_NAMES = ("lstm", "tempcnn", "starrnn")
@@ -219,3 +233,148 @@ def build_model(name: str, n_steps: int, n_bands: int, n_classes: int, **kwargs:
     if name not in builders:
         raise DataError(f"unknown crop model {name!r}; expected one of {MODEL_NAMES}")
     return builders[name](n_steps, n_bands, n_classes, **kwargs)
+
+
+#: Small defaults for the demo (2 CPU cores); the paper's sizes are parameters.
+CROP_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lstm": {"n_layers": 2, "units": 64},
+    "tempcnn": {},
+    "starrnn": {"n_layers": 2, "units": 64},
+}
+
+
+@dataclass
+class CropRun:
+    """One trained crop model and its evaluation.
+
+    Attributes
+    ----------
+    name
+        Model kind (``lstm``, ``tempcnn``, ``starrnn``).
+    model
+        The trained Keras model.
+    params
+        Builder keyword arguments (layers, units ...).
+    reports
+        Split name → :class:`~workbench.training.metrics.ClassificationReport`.
+    history
+        Per-epoch training metrics (both phases).
+    seconds
+        Training wall time.
+    samples_per_second
+        Training throughput.
+    """
+
+    name: str
+    model: Any
+    params: dict[str, Any]
+    reports: dict[str, "ClassificationReport"] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+
+
+def train_crop_models(
+    samples: Any,
+    *,
+    n_classes: int,
+    class_names: Sequence[str] = (),
+    models: Sequence[str] = MODEL_NAMES,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    weighted_epochs: int = 5,
+    unweighted_epochs: int = 5,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    weight_decay: float | None = None,
+    seed: int = 0,
+) -> dict[str, CropRun]:
+    """Train and evaluate crop models on a split sample table (weighted two-phase training).
+
+    Parameters
+    ----------
+    samples
+        Table of :func:`workbench.datasets.pixels.build_pixel_samples`
+        (features ``<band>_m<month>``, ``label``, ``split``), or the training
+        dataset of :func:`workbench.datasets.pixels.to_training_dataset`.
+    n_classes, class_names
+        Classes of the labels.
+    models
+        Model kinds to train.
+    params
+        Model kind → builder arguments (default :data:`CROP_DEFAULTS`).
+    weighted_epochs, unweighted_epochs, batch_size, learning_rate, weight_decay, seed
+        Training settings (:func:`workbench.training.fit.two_phase_fit`).
+
+    Returns
+    -------
+    dict
+        Model kind → :class:`CropRun` with reports for every split present
+        besides ``train``.
+    """
+    from workbench.datasets.pixels import split_arrays
+    from workbench.training.fit import evaluate, two_phase_fit
+
+    arrays = split_arrays(samples)
+    if "train" not in arrays or len(arrays["train"][1]) == 0:
+        raise DataError("the samples have no train rows")
+    x_train, y_train = arrays["train"]
+    scaling = fit_percentile_scaling(x_train)
+    chosen = {**CROP_DEFAULTS, **{k: dict(v) for k, v in (params or {}).items()}}
+    evals = {s: arrays[s] for s in ("validation", "test") if s in arrays}
+    runs: dict[str, CropRun] = {}
+    for name in models:
+        if name not in MODEL_NAMES:
+            raise DataError(f"unknown crop model {name!r}; expected one of {MODEL_NAMES}")
+        kwargs = dict(chosen.get(name, {}))
+        model = build_model(name, x_train.shape[1], x_train.shape[2], n_classes, scaling=scaling, **kwargs)
+        result = two_phase_fit(
+            model, x_train, y_train, n_classes=n_classes,
+            validation_data=evals.get("validation"),
+            weighted_epochs=weighted_epochs, unweighted_epochs=unweighted_epochs, batch_size=batch_size,
+            learning_rate=learning_rate, weight_decay=weight_decay, seed=seed,
+        )
+        run = CropRun(name=name, model=model, params=kwargs, history=result.history,
+                      seconds=result.seconds, samples_per_second=result.samples_per_second)
+        for split, (x, y) in evals.items():
+            run.reports[split] = evaluate(model, x, y, n_classes=n_classes, class_names=class_names)
+        log.info("%s: %s", name, {s: round(r.overall_accuracy, 4) for s, r in run.reports.items()})
+        runs[name] = run
+    return runs
+
+
+def comparison_table(runs: Mapping[str, CropRun], *, split: str = "validation") -> "pd.DataFrame":
+    """The paper's comparison table: OA and median F1 (%) per model, next to the published figures."""
+    import pandas as pd
+
+    rows = []
+    for name, run in runs.items():
+        if split not in run.reports:
+            raise DataError(f"model {name!r} has no {split!r} report; it has {sorted(run.reports)}")
+        report = run.reports[split]
+        paper = PAPER_RESULTS.get(name, {})
+        rows.append({
+            "model": name,
+            "OA %": round(100 * report.overall_accuracy, 2),
+            "median F1 %": round(100 * report.median_f1, 2),
+            "kappa": round(report.kappa, 4),
+            "paper OA %": paper.get("overall_accuracy"),
+            "paper median F1 %": paper.get("median_f1"),
+            "train s": round(run.seconds, 1),
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+def save_model_file(model: Any, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> str:
+    """Save a Keras model as one ``.keras`` file atomically (local path or ``s3://``); returns ``url``."""
+    import tempfile
+    from pathlib import Path
+
+    from workbench import storage
+
+    if not str(url).endswith(".keras"):
+        raise DataError(f"model file {str(url)!r} must end with .keras")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model.keras"
+        model.save(local)
+        storage.write_bytes(url, local.read_bytes(), storage_options=storage_options)
+    return str(url)

@@ -30,6 +30,8 @@ __all__ = [
     "crop_map",
     "parcel_majority",
     "write_parcel_labels",
+    "class_colors",
+    "crop_map_folium",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,3 +192,77 @@ def write_parcel_labels(
 ) -> str:
     """Write per-parcel labels (GeoParquet, atomic); returns ``out_url``."""
     return storage.write_geoparquet(frame, out_url, storage_options=storage_options)
+
+
+def class_colors(n_classes: int) -> list[str]:
+    """One hex colour per class (matplotlib's tab20 cycle)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["tab20"]
+    return [to_hex(cmap(i % 20)) for i in range(n_classes)]
+
+
+def crop_map_folium(
+    maps: Mapping[str, str],
+    parcels: "gpd.GeoDataFrame | None" = None,
+    *,
+    class_names: Sequence[str],
+    opacity: float = 0.8,
+) -> Any:
+    """A folium map with one crop-map layer per tile and the per-parcel labels on top.
+
+    Parameters
+    ----------
+    maps
+        Tile → crop-map COG path (local) from :func:`crop_map`.
+    parcels
+        Output of :func:`parcel_majority` (any CRS), drawn as outlines with a
+        tooltip of the true and predicted crop; optional.
+    class_names
+        Class names (legend and tooltip).
+    opacity
+        Opacity of the raster layers.
+    """
+    import folium
+    import rioxarray
+
+    if not maps:
+        raise DataError("no crop maps to show")
+    colors = class_colors(len(class_names))
+    rgba = np.zeros((256, 4), dtype=np.uint8)
+    for i, c in enumerate(colors):
+        rgba[i] = [int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16), 255]
+    fmap = folium.Map(tiles=None, control_scale=True)
+    folium.TileLayer("OpenStreetMap", name="OpenStreetMap").add_to(fmap)
+    bounds = []
+    for tile, path in maps.items():
+        with storage.local_copy(path) as local:
+            da = rioxarray.open_rasterio(local).squeeze("band", drop=True)
+            ll = da.rio.reproject("EPSG:4326", nodata=NODATA)
+            image = rgba[np.asarray(ll.values, dtype=np.uint8)]
+            west, south, east, north = ll.rio.bounds()
+        folium.raster_layers.ImageOverlay(image, bounds=[[south, west], [north, east]], opacity=opacity,
+                                          name=f"crop map {tile}").add_to(fmap)
+        bounds.append((west, south, east, north))
+    if parcels is not None and len(parcels):
+        shown = parcels.to_crs(4326).copy()
+        fields = [c for c in ("parcel_id", "crop_name", "predicted_name", "agreement") if c in shown.columns]
+        folium.GeoJson(
+            shown[[*fields, "geometry"]].to_json(),
+            name="parcels (majority label)",
+            style_function=lambda _: {"color": "#222222", "weight": 1, "fillOpacity": 0.0},
+            tooltip=folium.GeoJsonTooltip(fields=fields) if fields else None,
+        ).add_to(fmap)
+    b = np.array(bounds)
+    fmap.fit_bounds([[b[:, 1].min(), b[:, 0].min()], [b[:, 3].max(), b[:, 2].max()]])
+    legend = "".join(
+        f'<div><span style="background:{c};width:12px;height:12px;display:inline-block"></span> {n}</div>'
+        for n, c in zip(class_names, colors)
+    )
+    fmap.get_root().html.add_child(folium.Element(
+        f'<div style="position:fixed;bottom:20px;left:20px;z-index:9999;background:white;'
+        f'padding:6px;font-size:11px">{legend}</div>'
+    ))
+    folium.LayerControl().add_to(fmap)
+    return fmap

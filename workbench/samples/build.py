@@ -15,7 +15,7 @@ __all__ = ["build_samples", "SAMPLE_SETS"]
 log = logging.getLogger(__name__)
 
 #: Sample set → STAC collection it fills.
-SAMPLE_SETS = {"sentinel2": "sentinel-2-l2a"}
+SAMPLE_SETS = {"sentinel2": "sentinel-2-l2a", "sentinel1": "sentinel-1-grd"}
 
 
 def _present(catalog_path: Path, collection: str) -> bool:
@@ -29,13 +29,13 @@ def build_samples(
     data_dir: str | os.PathLike[str] = "workbench-data",
     *,
     seed: int = 0,
-    catalog_path: str | os.PathLike[str] | None = None,
     which: tuple[str, ...] = tuple(SAMPLE_SETS),
     rebuild: bool = False,
 ) -> Path:
     """Generate the sample data sets under ``data_dir`` and register them in the local catalogue.
 
-    A set whose collection is already in the catalogue is kept unless ``rebuild``.
+    The catalogue is the ``local_catalog_path`` of the settings. A set whose
+    collection is already in the catalogue is kept unless ``rebuild``.
 
     Returns
     -------
@@ -45,7 +45,7 @@ def build_samples(
     unknown = set(which) - set(SAMPLE_SETS)
     if unknown:
         raise CatalogError(f"unknown sample set(s) {sorted(unknown)}; known: {sorted(SAMPLE_SETS)}")
-    path = Path(catalog_path) if catalog_path else load_settings().local_catalog_path
+    path = load_settings().local_catalog_path
     root = Path(data_dir)
     for name in which:
         if not rebuild and _present(path, SAMPLE_SETS[name]):
@@ -55,4 +55,8 @@ def build_samples(
             from workbench.samples.sentinel2 import generate_sentinel2_samples
 
             generate_sentinel2_samples(root / "samples" / "sentinel2", seed=seed, catalog_path=path)
+        elif name == "sentinel1":
+            from workbench.samples.sentinel1 import ensure_sample_scene
+
+            ensure_sample_scene(root, seed=seed, rebuild=rebuild)
     return path

@@ -25,6 +25,7 @@ A STAC item of collection ``sentinel-1-grd`` is added to the local catalogue.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -50,6 +51,7 @@ __all__ = [
     "simulate_chart",
     "simulate_sigma0",
     "build_sample_scene",
+    "ensure_sample_scene",
     "COLLECTION_ID",
     "ENL",
 ]
@@ -74,17 +76,16 @@ class Sigma0Model:
     texture_db: float = 0.0
 
 
-# Winter C-band values. Slopes: level FYI HH -0.25 dB/deg and deformed FYI
-# -0.24 HH / -0.16 HV (Mäkynen & Karvonen 2017, IEEE TGRS 55(9), Sentinel-1 EW over
-# the Kara Sea); open water HH about -0.6...-1 dB/deg (Mäkynen & Karvonen 2017, and
-# Karvonen 2014 for Baltic Sea open water); multi-year ice about -0.16 dB/deg HH
-# (Mahmud et al. 2018, IEEE TGRS 56(4)) is not one of the five classes. Levels at
-# 30 deg are typical of those papers' figures and of the AI4Arctic/AutoICE scenes;
-# the values for brash/pancake and young ice and the HV slopes other than
-# deformed ice are chosen for this simulation, not taken from a measurement.
+# Winter C-band values. Slopes: level first-year ice HH -0.25 dB/deg and deformed
+# first-year ice -0.24 HH / -0.16 HV (Makynen & Karvonen 2017, IEEE Trans. Geosci. Remote
+# Sens., Sentinel-1 over the Kara Sea); multi-year ice about -0.16 dB/deg HH (Mahmud et al.
+# 2018, IEEE Trans. Geosci. Remote Sens.) is not one of the five classes. The steep open-water
+# HH slope reflects the strong incidence dependence of open water in C-band. All levels at
+# 30 deg, the water, brash/pancake and young-ice slopes and the other HV slopes are chosen
+# for this simulation (typical winter C-band figures), not taken from a measurement.
 SIGMA0_MODELS: dict[str, Sigma0Model] = {
-    "water_calm": Sigma0Model(-24.0, -0.80, -31.0, -0.20),
-    "water_windy": Sigma0Model(-15.5, -0.80, -27.0, -0.20),
+    "water_calm": Sigma0Model(-24.0, -0.80, -33.0, -0.20),
+    "water_windy": Sigma0Model(-15.5, -0.80, -30.5, -0.20),
     "brash_pancake_ice": Sigma0Model(-13.0, -0.30, -21.5, -0.20),
     "young_ice": Sigma0Model(-16.5, -0.28, -25.0, -0.15),
     "level_first_year_ice": Sigma0Model(-19.0, -0.25, -27.5, -0.11),
@@ -105,11 +106,17 @@ class SampleScene:
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=sigma, mode="reflect")
-    return field / (field.std() + 1e-12)
+    """Gaussian-correlated noise of unit variance (made at a coarse scale for large ``sigma``)."""
+    factor = max(1, int(sigma // 4))
+    small = (-(-shape[0] // factor) + 1, -(-shape[1] // factor) + 1)
+    field = ndimage.gaussian_filter(rng.standard_normal(small), sigma=sigma / factor, mode="reflect")
+    if factor > 1:
+        field = ndimage.zoom(field, factor, order=1)
+    field = field[: shape[0], : shape[1]]
+    return (field - field.mean()) / (field.std() + 1e-12)
 
 
-def simulate_chart(shape: tuple[int, int], *, rng: np.random.Generator, n_regions: int = 18) -> np.ndarray:
+def simulate_chart(shape: tuple[int, int], *, rng: np.random.Generator, n_regions: int = 14) -> np.ndarray:
     """Class raster (``int16``): 0..4 the ice classes, :data:`LAND_CLASS` land.
 
     Warped Voronoi regions (each class present), a land strip along one edge
@@ -123,7 +130,7 @@ def simulate_chart(shape: tuple[int, int], *, rng: np.random.Generator, n_region
     wy = yy + warp * _smooth_noise(rng, shape, min(h, w) / 12)
     wx = xx + warp * _smooth_noise(rng, shape, min(h, w) / 12)
     seeds = rng.uniform([0, 0], [h, w], size=(n_regions, 2))
-    classes = np.concatenate([np.arange(5), rng.choice(5, n_regions - 5, p=[0.36, 0.12, 0.14, 0.2, 0.18])])
+    classes = np.concatenate([np.arange(5), rng.choice(5, n_regions - 5, p=[0.4, 0.12, 0.14, 0.18, 0.16])])
     rng.shuffle(classes)
     nearest = np.empty(shape, dtype=np.intp)
     for r0 in range(0, h, 256):  # in row blocks: bounded memory for large windows
@@ -318,7 +325,7 @@ def build_sample_scene(
     window = Window(origin[0], origin[1], size, size)
     rng = np.random.default_rng(seed)
     scene_id = f"s1-sample-{seed}"
-    root = Path(out_dir) if out_dir is not None else Path(settings.project_dir) / "workbench-data" / "samples" / "sentinel1"
+    root = (Path(out_dir) if out_dir is not None else Path(settings.project_dir) / "workbench-data" / "samples" / "sentinel1").resolve()
     final = root / scene_id
 
     rows = np.arange(window.row, window.row + size, dtype=np.float64)
@@ -342,6 +349,11 @@ def build_sample_scene(
         _write_safe(safe_tmp, real, meta, dn, window)
         chart = _chart_polygons(labels, window, meta)
         chart.to_parquet(tmp / "ice_chart.parquet", index=False)
+        (tmp / "scene.json").write_text(json.dumps({
+            "scene_id": scene_id, "product": SAMPLE_PRODUCT_NAME, "seed": seed,
+            "window": [window.row, window.col, window.height, window.width],
+            "simulated": True, "source_metadata": GRD_SAFE_NAME,
+        }, indent=1))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -359,3 +371,27 @@ def build_sample_scene(
                   description="Sentinel-1 IW GRD (sample scenes: real metadata from the sarsen sdist, simulated pixels)")
     log.info("sample scene %s written to %s", scene_id, final)
     return scene
+
+
+def ensure_sample_scene(
+    data_dir: str | os.PathLike[str] = "workbench-data",
+    *,
+    seed: int = 0,
+    size: int = 2048,
+    rebuild: bool = False,
+) -> SampleScene:
+    """The sample scene of ``seed`` under ``<data_dir>/samples/sentinel1``: reused when built, else built.
+
+    A scene built earlier with another ``size`` is rebuilt.
+    """
+    root = Path(data_dir) / "samples" / "sentinel1"
+    folder = root / f"s1-sample-{seed}"
+    info_path = folder / "scene.json"
+    if not rebuild and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        window = Window(*info["window"])
+        safe = folder / info["product"]
+        if window.height == size and safe.is_dir() and (folder / "ice_chart.parquet").is_file():
+            return SampleScene(scene_id=info["scene_id"], safe=safe.resolve(), chart=(folder / "ice_chart.parquet").resolve(),
+                               window=window, item_id=info["scene_id"])
+    return build_sample_scene(root.resolve(), seed=seed, size=size)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -102,36 +103,53 @@ def classify_array(
     return labels, len(patches)
 
 
-def geocode(labels: xr.DataArray, latitude: np.ndarray, longitude: np.ndarray, *, spacing_m: float) -> xr.DataArray:
+def geocode(
+    labels: xr.DataArray, latitude: np.ndarray, longitude: np.ndarray, *, spacing_m: float, n_gcps: int = 12
+) -> xr.DataArray:
     """Nearest-neighbour resampling of radar-geometry labels onto a lon/lat grid (EPSG:4326).
 
-    Output cells farther than one pixel from any input pixel get :data:`NODATA`.
+    GDAL warps with ground control points taken from the per-pixel lat/lon on an
+    ``n_gcps × n_gcps`` grid (polynomial GCP transform); cells outside the swath
+    get :data:`NODATA`.
     """
     import rioxarray  # noqa: F401 - .rio accessor
-    from scipy.spatial import cKDTree
+    from affine import Affine
+    from rasterio.control import GroundControlPoint
+    from rasterio.warp import Resampling, reproject
 
     lat = np.asarray(latitude, dtype=np.float64)
     lon = np.asarray(longitude, dtype=np.float64)
-    ok = np.isfinite(lat) & np.isfinite(lon)
-    if not ok.any():
+    if lat.shape != labels.shape or lon.shape != labels.shape:
+        raise DataError(f"latitude/longitude {lat.shape} do not match the labels {labels.shape}")
+    if not (np.isfinite(lat).any() and np.isfinite(lon).any()):
         raise DataError("the cube has no finite latitude/longitude")
-    lat0 = float(np.nanmean(lat))
+    h, w = labels.shape
+    gcps = [
+        GroundControlPoint(row=r + 0.5, col=c + 0.5, x=lon[r, c], y=lat[r, c])
+        for r in np.unique(np.linspace(0, h - 1, min(n_gcps, h)).round().astype(int))
+        for c in np.unique(np.linspace(0, w - 1, min(n_gcps, w)).round().astype(int))
+        if np.isfinite(lat[r, c]) and np.isfinite(lon[r, c])
+    ]
+    if len(gcps) < 3:
+        raise DataError("fewer than 3 finite lat/lon points to geocode the labels")
     dlat = spacing_m / 111_320.0
-    coslat = np.cos(np.radians(lat0))
-    dlon = dlat / coslat
-    lats = np.arange(np.nanmax(lat), np.nanmin(lat) - dlat, -dlat)
-    lons = np.arange(np.nanmin(lon), np.nanmax(lon) + dlon, dlon)
-    tree = cKDTree(np.column_stack([lon[ok] * coslat, lat[ok]]))
-    glon, glat = np.meshgrid(lons, lats)
-    dist, idx = tree.query(np.column_stack([glon.ravel() * coslat, glat.ravel()]), k=1)
-    values = np.asarray(labels.values)[ok][idx]
-    values[dist > 1.5 * dlat] = NODATA
-    out = xr.DataArray(
-        values.reshape(glat.shape).astype(np.uint8), dims=("y", "x"), coords={"y": lats, "x": lons}, name="class_id"
+    dlon = dlat / np.cos(np.radians(float(np.nanmean(lat))))
+    west, north = float(np.nanmin(lon)), float(np.nanmax(lat))
+    nx = int(np.ceil((np.nanmax(lon) - west) / dlon)) + 1
+    ny = int(np.ceil((north - np.nanmin(lat)) / dlat)) + 1
+    transform = Affine(dlon, 0.0, west - dlon / 2, 0.0, -dlat, north + dlat / 2)
+    out = np.full((ny, nx), NODATA, dtype=np.uint8)
+    reproject(
+        source=np.asarray(labels.values, dtype=np.uint8), destination=out, gcps=gcps, src_crs="EPSG:4326",
+        src_nodata=NODATA, dst_transform=transform, dst_crs="EPSG:4326", dst_nodata=NODATA,
+        resampling=Resampling.nearest,
     )
-    out = out.rio.write_crs("EPSG:4326").rio.write_nodata(NODATA)
-    out.attrs.update(labels.attrs)
-    return out
+    xs = west + dlon * np.arange(nx)
+    ys = north - dlat * np.arange(ny)
+    result = xr.DataArray(out, dims=("y", "x"), coords={"y": ys, "x": xs}, name="class_id")
+    result = result.rio.write_crs("EPSG:4326").rio.write_transform(transform).rio.write_nodata(NODATA)
+    result.attrs.update(labels.attrs)
+    return result
 
 
 def polygonise(geocoded: xr.DataArray, class_names: Sequence[str]) -> "gpd.GeoDataFrame":
@@ -158,7 +176,7 @@ def classify_scene(
     model: "keras.Model",
     cube: xr.Dataset,
     *,
-    class_names: Sequence[str],
+    class_names: Sequence[str] | None = None,
     stride: int | None = None,
     batch_size: int = 256,
     chunk: int = 256,
@@ -175,7 +193,8 @@ def classify_scene(
     cube
         Preprocessed cube (``sar`` (y, x, band), ``latitude``, ``longitude``).
     class_names
-        Names of the model's output classes.
+        Names of the model's output classes (default ``"0"``, ``"1"``...; for a model
+        saved by :func:`workbench.training.seaice.save_model` its metadata has them).
     stride
         Tile size receiving one prediction (default half the patch size).
     batch_size
@@ -198,6 +217,7 @@ def classify_scene(
     if cube.sizes["band"] != n_bands:
         raise DataError(f"the model takes {n_bands} bands but the cube has {cube.sizes['band']}")
     n_out = int(model.output_shape[-1])
+    class_names = [str(i) for i in range(n_out)] if class_names is None else list(class_names)
     if len(class_names) != n_out:
         raise DataError(f"{len(class_names)} class names for a model with {n_out} outputs")
     stride = patch // 2 if stride is None else int(stride)
@@ -219,10 +239,15 @@ def classify_scene(
         counts.append(n)
         return labels[..., None]
 
-    lab = sar.map_overlap(
-        _block, depth={0: margin, 1: margin, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
-        trim=False, dtype=np.uint8, chunks=sar.chunks[:2] + ((1,),),
-    )[..., 0] if margin else sar.map_blocks(_block, dtype=np.uint8, chunks=sar.chunks[:2] + ((1,),))[..., 0]
+    # an explicit name: dask would otherwise hash the closure, i.e. pickle the whole Keras model
+    name = f"classify-scene-{uuid.uuid4().hex}"
+    if margin:
+        lab = sar.map_overlap(
+            _block, depth={0: margin, 1: margin, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
+            trim=False, dtype=np.uint8, chunks=sar.chunks[:2] + ((1,),), name=name,
+        )[..., 0]
+    else:
+        lab = sar.map_blocks(_block, dtype=np.uint8, chunks=sar.chunks[:2] + ((1,),), name=name)[..., 0]
     values = lab.compute(scheduler="synchronous")  # one model, used from this thread only
     labels = xr.DataArray(
         values, dims=("y", "x"), coords={k: cube.coords[k] for k in ("y", "x") if k in cube.coords}, name="class_id",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import dask.array as da
@@ -213,7 +214,10 @@ def write_cube(
     """Write a cube to Zarr atomically (chunk by chunk on the current Dask scheduler)."""
     if "sar" not in cube:
         raise DataError("cube has no 'sar' variable; build it with workbench.sentinel1.preprocess")
-    return storage.write_zarr(cube, url, storage_options=storage_options)
+    with warnings.catch_warnings():  # fixed-length band names: readable by zarr-python, noted as unstable
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+        return storage.write_zarr(cube, url, storage_options=storage_options)
 
 
 def open_cube(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:

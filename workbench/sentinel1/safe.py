@@ -9,11 +9,14 @@ reduces to the first block).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from xml.etree.ElementTree import ParseError
 
 import numpy as np
@@ -34,6 +37,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_CACHE: dict[str, "Sentinel1Metadata"] = {}  # parsed metadata by content hash: parsing costs seconds
+_CACHE_LOCK = threading.Lock()
+_OPENER_LOCK = threading.Lock()  # rasterio's Python-file opener is not safe across threads
 _NAME = re.compile(r"^(?:(calibration|noise|rfi)-)?(s1[abcd])-(iw|ew|sm|s\d)-grd-(hh|hv|vv|vh)-.*\.(xml|tiff?)$")
 
 
@@ -250,22 +256,37 @@ def read_metadata(product: SafeProduct, polarisation: str) -> Sentinel1Metadata:
         For a missing polarisation, or a missing, empty, truncated or malformed
         XML file (the message names the file).
     """
+    files = product.pol(polarisation)
+    so = product.storage_options
+    cal_xml = _xml(files.calibration, so)
+    noise_xml = _xml(files.noise, so)
+    ann_xml = _xml(files.annotation, so)
+    key = hashlib.sha1(b"\0".join([cal_xml, noise_xml, ann_xml, str(polarisation).upper().encode()])).hexdigest()
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    meta = _parse_metadata(files, str(polarisation).upper(), cal_xml, noise_xml, ann_xml)
+    with _CACHE_LOCK:
+        _CACHE[key] = meta
+        while len(_CACHE) > 16:
+            _CACHE.pop(next(iter(_CACHE)))
+    return meta
+
+
+def _parse_metadata(
+    files: PolarisationFiles, polarisation: str, cal_xml: bytes, noise_xml: bytes, ann_xml: bytes
+) -> Sentinel1Metadata:
     from xarray_sentinel import esa_safe
     from xarray_sentinel import sentinel1 as xs
 
-    files = product.pol(polarisation)
-    so = product.storage_options
-
-    cal_xml = _xml(files.calibration, so)
     cal = _parse(files.calibration, "calibration LUT", lambda: xs.open_calibration_dataset(io.BytesIO(cal_xml), attrs={}))
-    noise_xml = _xml(files.noise, so)
     nr = _parse(files.noise, "range noise LUT", lambda: xs.open_noise_range_dataset(io.BytesIO(noise_xml), attrs={}))
     az = _parse(
         files.noise,
         "azimuth noise LUT",
         lambda: esa_safe.parse_tag_as_list(io.BytesIO(noise_xml), "//noiseAzimuthVector", "noise"),
     )
-    ann_xml = _xml(files.annotation, so)
     gcp = _parse(files.annotation, "geolocation grid", lambda: xs.open_gcp_dataset(io.BytesIO(ann_xml), attrs={}))
     header = _parse(files.annotation, "product header", lambda: esa_safe.parse_tag(io.BytesIO(ann_xml), "//adsHeader"))
     info = _parse(
@@ -310,13 +331,62 @@ def read_metadata(product: SafeProduct, polarisation: str) -> Sentinel1Metadata:
     )
 
 
-def _open_raster(url: str, storage_options: Mapping[str, Any] | None) -> Any:
-    import rasterio
+def _gdal_s3_env(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``rasterio.Env`` keywords for GDAL's ``/vsis3/`` from fsspec/s3fs options (or the settings)."""
+    from urllib.parse import urlparse
 
+    from rasterio.session import AWSSession
+
+    if storage_options is None:
+        from workbench.config import load_settings
+
+        storage_options = load_settings().storage_options()
+    env: dict[str, Any] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    endpoint = storage_options.get("endpoint_url") or (storage_options.get("client_kwargs") or {}).get("endpoint_url")
+    host = None
+    if endpoint:
+        parsed = urlparse(str(endpoint))
+        host = parsed.netloc or parsed.path
+        env["AWS_HTTPS"] = "NO" if parsed.scheme == "http" else "YES"
+        env["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    if storage_options.get("anon"):
+        env["AWS_NO_SIGN_REQUEST"] = "YES"
+    env["session"] = AWSSession(
+        aws_access_key_id=storage_options.get("key"),
+        aws_secret_access_key=storage_options.get("secret"),
+        region_name=(storage_options.get("client_kwargs") or {}).get("region_name"),
+        endpoint_url=host,
+        aws_unsigned=bool(storage_options.get("anon")),
+    )
+    return env
+
+
+@contextlib.contextmanager
+def _open_raster(url: str, storage_options: Mapping[str, Any] | None) -> Iterator[Any]:
+    """Open a raster with GDAL: local path, or ``s3://`` through GDAL's own (thread-safe) /vsis3/.
+
+    Measurement rasters are in radar geometry (no geotransform): rasterio's
+    ``NotGeoreferencedWarning`` is expected and silenced.
+    """
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
+    if url.startswith("s3://"):
+        with rasterio.Env(**_gdal_s3_env(storage_options)):
+            with rasterio.open("/vsis3/" + url[len("s3://"):]) as src:
+                yield src
+        return
     if storage.is_remote(url):
         fs, path = storage.filesystem(url, storage_options)
-        return rasterio.open(path, opener=fs)
-    return rasterio.open(url.removeprefix("file://"))
+        with _OPENER_LOCK, rasterio.open(path, opener=fs) as src:
+            yield src
+        return
+    with rasterio.open(url.removeprefix("file://")) as src:
+        yield src
 
 
 def raster_shape(url: str, *, storage_options: Mapping[str, Any] | None = None) -> tuple[int, int]:

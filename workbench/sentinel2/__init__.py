@@ -23,7 +23,7 @@ from workbench.sentinel2.composite import (
 )
 from workbench.sentinel2.load import DEFAULT_BANDS, asset_key, group_by_tile, item_tile, load_cube
 from workbench.sentinel2.masking import DEFAULT_INVALID_SCL, invalid_classes, to_reflectance, valid_mask
-from workbench.sentinel2.tiles import composite_tile, composite_tiles, mask_cube, ndvi, rgb
+from workbench.sentinel2.tiles import composite_tile, composite_tiles, list_composites, mask_cube, ndvi, rgb
 
 __all__ = [
     "N_MONTHS",
@@ -38,6 +38,7 @@ __all__ = [
     "group_by_tile",
     "invalid_classes",
     "item_tile",
+    "list_composites",
     "load_cube",
     "mask_cube",
     "month_index",

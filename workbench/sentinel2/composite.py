@@ -15,6 +15,7 @@ Python function per pixel.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 N_MONTHS = 12
-_NETWORK_MAX = 24  # above this many observations per month, fall back to np.sort
+_NETWORK_MAX = 32  # above this many observations per month, fall back to np.sort
 
 
 def agronomic_months(agronomic_year: int) -> np.ndarray:
@@ -56,10 +57,60 @@ def month_index(times: np.ndarray, *, agronomic_year: int) -> np.ndarray:
     return np.where((idx >= 0) & (idx < N_MONTHS), idx, -1)
 
 
-def nanmedian_axis0(stack: np.ndarray) -> np.ndarray:
+@lru_cache(maxsize=64)
+def _network(k: int) -> tuple[tuple[int, int], ...]:
+    """Comparators (i < j) of Batcher's odd–even merge sort for ``k`` inputs.
+
+    Built for the next power of two and pruned to indices < ``k``: the pruned
+    inputs would be +inf, which never move, so the pruned network still sorts.
+    """
+    n = 1
+    while n < k:
+        n *= 2
+    pairs = []
+    p = 1
+    while p < n:
+        step = p
+        while step >= 1:
+            for j in range(step % p, n - step, 2 * step):
+                for i in range(min(step, n - j - step)):
+                    if (i + j) // (2 * p) == (i + j + step) // (2 * p):
+                        pairs.append((i + j, i + j + step))
+            step //= 2
+        p *= 2
+    return tuple((a, b) for a, b in pairs if b < k)
+
+
+def _median_sorted_network(planes: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """Median of ``k`` same-shape planes (NaN already +inf) through a sorting network."""
+    k = len(planes)
+    scratch = np.empty_like(planes[0])
+    for i, j in _network(k):
+        a, b = planes[i], planes[j]
+        np.minimum(a, b, out=scratch)
+        np.maximum(a, b, out=b)
+        planes[i], scratch = scratch, a  # swap buffers instead of copying
+    n = np.zeros(planes[0].shape, dtype=np.uint8)
+    for plane in planes:
+        n += plane != np.inf
+    flat = np.stack(planes).ravel()
+    size = planes[0].size
+    pos = np.arange(size)
+    n64 = n.astype(np.int64).ravel()
+    a = np.take(flat, (np.maximum(n64, 1) - 1) // 2 * size + pos).reshape(n.shape)
+    b = np.take(flat, n64 // 2 * size + pos).reshape(n.shape)
+    with np.errstate(invalid="ignore"):
+        med = np.asarray((a + b) / 2, dtype=dtype)
+    med[n == 0] = np.nan
+    return med
+
+
+def nanmedian_axis0(stack: np.ndarray, *, block_bytes: int = 1 << 16) -> np.ndarray:
     """Median along axis 0 ignoring NaN; NaN where a position has no value.
 
     Equal to ``numpy.nanmedian(stack, axis=0)`` (without its all-NaN warning).
+    The work is done on slabs of about ``block_bytes`` per plane so that the
+    few planes of a month stay in the CPU cache.
     """
     stack = np.asarray(stack)
     k = stack.shape[0]
@@ -68,15 +119,22 @@ def nanmedian_axis0(stack: np.ndarray) -> np.ndarray:
         return np.full(stack.shape[1:], np.nan, dtype=dtype)
     if k == 1:
         return stack[0].astype(dtype, copy=True)
-    work = np.where(np.isnan(stack), np.inf, stack).astype(dtype, copy=False)
-    if k <= _NETWORK_MAX:
-        for rnd in range(k):
-            for i in range(rnd % 2, k - 1, 2):
-                low = np.minimum(work[i], work[i + 1])
-                np.maximum(work[i], work[i + 1], out=work[i + 1])
-                work[i] = low
-    else:
+    if k > _NETWORK_MAX:
+        work = np.where(np.isnan(stack), np.inf, stack).astype(dtype, copy=False)
         work.sort(axis=0)
+        return _median_of_sorted(work, dtype)
+    flat = stack.reshape(k, -1)
+    out = np.empty(flat.shape[1], dtype=dtype)
+    step = max(1024, block_bytes // dtype.itemsize)
+    inf = dtype.type(np.inf)
+    for s0 in range(0, flat.shape[1], step):
+        # fmin(x, inf) is x, and inf where x is NaN: NaN sorts last
+        planes = [np.fmin(flat[i, s0:s0 + step], inf, dtype=dtype) for i in range(k)]
+        out[s0:s0 + step] = _median_sorted_network(planes, dtype)
+    return out.reshape(stack.shape[1:])
+
+
+def _median_of_sorted(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
     n = np.count_nonzero(work != np.inf, axis=0)
     lo = np.maximum(n - 1, 0) // 2
     hi = n // 2
@@ -99,7 +157,11 @@ def monthly_median(data: np.ndarray, months: np.ndarray) -> np.ndarray:
     dtype = data.dtype if np.issubdtype(data.dtype, np.floating) else np.float64
     out = np.empty((N_MONTHS,) + data.shape[1:], dtype=dtype)
     for m in range(N_MONTHS):
-        out[m] = nanmedian_axis0(data[months == m])
+        where = np.flatnonzero(months == m)
+        if where.size and where[-1] - where[0] + 1 == where.size:  # sorted times: a view, no copy
+            out[m] = nanmedian_axis0(data[where[0]:where[-1] + 1])
+        else:
+            out[m] = nanmedian_axis0(data[where])
     return out
 
 

@@ -115,26 +115,37 @@ def scale_offset(item: pystac.Item, key: str) -> tuple[float, float]:
     return (1e-4 if scale is None else float(scale)), (-0.1 if offset is None else float(offset))
 
 
-def _rio_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """GDAL options that make rasterio read ``s3://`` from the configured endpoint."""
+def _rio_options(storage_options: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """GDAL options and a rasterio AWS session spec that make rasterio read ``s3://`` from the endpoint."""
     from workbench.config import load_settings
 
     opts = dict(storage_options) if storage_options is not None else load_settings().storage_options()
     gdal: dict[str, Any] = {}
+    aws: dict[str, Any] = {}
     endpoint = opts.get("endpoint_url")
     if endpoint:
         scheme, _, host = str(endpoint).partition("://")
-        gdal["AWS_S3_ENDPOINT"] = host.rstrip("/")
+        aws["endpoint_url"] = host.rstrip("/")
         gdal["AWS_HTTPS"] = "YES" if scheme == "https" else "NO"
         gdal["AWS_VIRTUAL_HOSTING"] = "FALSE"
     if opts.get("key"):
-        gdal["AWS_ACCESS_KEY_ID"] = opts["key"]
+        aws["aws_access_key_id"] = opts["key"]
     if opts.get("secret"):
-        gdal["AWS_SECRET_ACCESS_KEY"] = opts["secret"]
+        aws["aws_secret_access_key"] = opts["secret"]
     region = (opts.get("client_kwargs") or {}).get("region_name")
     if region:
-        gdal["AWS_REGION"] = region
-    return gdal
+        aws["region_name"] = region
+    return gdal, aws
+
+
+def _dask_client() -> Any:
+    """The current distributed client (its workers need the rasterio settings too), or None."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
 
 
 def load_cube(
@@ -222,7 +233,8 @@ def load_cube(
         clone.assets = {band: item.assets[key].clone() for band, key in keys.items()}
         renamed.append(clone)
     if any(str(a.href).startswith("s3://") for i in renamed for a in i.assets.values()):
-        odc.stac.configure_rio(cloud_defaults=True, **_rio_options(storage_options))
+        gdal, aws = _rio_options(storage_options)
+        odc.stac.configure_rio(cloud_defaults=True, aws=aws, client=_dask_client(), **gdal)
     try:
         ds = odc.stac.load(
             renamed,

@@ -18,7 +18,7 @@ from workbench.sentinel2.masking import DEFAULT_INVALID_SCL, to_reflectance, val
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["mask_cube", "composite_tile", "composite_tiles", "ndvi", "rgb"]
+__all__ = ["mask_cube", "composite_tile", "composite_tiles", "list_composites", "ndvi", "rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,6 @@ def composite_tile(
     comp = monthly_composite(refl, agronomic_year=agronomic_year, chunk=chunk)
     tiles = sorted(group_by_tile(items))
     name = ",".join(tiles)
-    n_valid = check_has_valid(comp, name=f"tile {name}")
     comp.attrs.update(
         tile=name,
         crs=cube.attrs["crs"],
@@ -140,8 +139,14 @@ def composite_tile(
     comp = comp.assign(filled=comp["filled"].astype("uint8"))
     comp["filled"].attrs["long_name"] = "1: no valid observation that month, value interpolated in time"
     comp = comp.chunk({"month": -1, "band": -1, "y": chunk, "x": chunk})
-    log.info("tile %s: %d items, %d valid pixel-observations → %s", name, len(items), n_valid, out_url)
+    # one pass over the data: write, then check the (small) count array of what was written
     storage.write_zarr(comp, out_url, storage_options=storage_options)
+    try:
+        n_valid = check_has_valid(storage.open_zarr(out_url, storage_options=storage_options), name=f"tile {name}")
+    except DataError:
+        storage.remove(out_url, storage_options=storage_options)
+        raise
+    log.info("tile %s: %d items, %d valid pixel-observations → %s", name, len(items), n_valid, out_url)
     return str(out_url)
 
 
@@ -166,6 +171,18 @@ def composite_tiles(
         url = storage.join(str(out_dir), f"{tile}.zarr")
         out[tile] = composite_tile(tile_items, url, agronomic_year=agronomic_year, **kwargs)
     return out
+
+
+def list_composites(
+    out_dir: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Tile → URL of the ``<tile>.zarr`` composites in ``out_dir`` (as written by :func:`composite_tiles`)."""
+    if not storage.exists(out_dir, storage_options=storage_options):
+        raise DataError(f"composite folder {str(out_dir)!r} does not exist; run the compositing stage first")
+    names = [n for n in storage.listdir(out_dir, storage_options=storage_options) if n.endswith(".zarr")]
+    if not names:
+        raise DataError(f"composite folder {str(out_dir)!r} holds no <tile>.zarr cube")
+    return {n.removesuffix(".zarr"): storage.join(str(out_dir), n) for n in names}
 
 
 def ndvi(composite: "xr.Dataset") -> "xr.DataArray":

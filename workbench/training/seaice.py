@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ __all__ = [
     "TrainConfig",
     "FitResult",
     "channel_stats",
+    "MIN_STD",
     "fit",
     "predict_classes",
     "evaluate",
@@ -40,6 +41,7 @@ __all__ = [
     "plot_confusion",
     "save_model",
     "load_model",
+    "register_model",
     "PUBLISHED_VALIDATION_ACCURACY",
 ]
 
@@ -67,6 +69,8 @@ class TrainConfig:
         VGG-16 width factor and number of kept max-pooling layers.
     dropout
         Dropout rate of the dense layers.
+    class_weight
+        Weight the loss by inverse class frequency of the training split.
     seed
         Seed of the weights, shuffling and augmentation.
     """
@@ -80,6 +84,7 @@ class TrainConfig:
     width: float = 0.25
     pools: int = 2
     dropout: float = 0.5
+    class_weight: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -138,14 +143,29 @@ class FitResult:
         }
 
 
-def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of patches ``(n, s, s, c)`` (NaN ignored)."""
+#: Floor of the standardisation std per band: within one small scene the incidence angle varies by
+#: a fraction of a degree, and dividing by that std would turn it into a code for the position in
+#: the scene; the IW swath spans about 30-46 degrees, so 4 degrees is its natural scale.
+MIN_STD = {"incidence": 4.0}
+
+
+def channel_stats(
+    x: np.ndarray, *, bands: Sequence[str] = (), min_std: Mapping[str, float] | None = None
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of patches ``(n, s, s, c)`` (NaN ignored).
+
+    ``min_std`` (default :data:`MIN_STD`) floors the std of the named ``bands``.
+    """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 4 or x.shape[0] == 0:
         raise DataError(f"patches must be a non-empty (n, size, size, channels) array, got shape {x.shape}")
     mean = np.nanmean(x, axis=(0, 1, 2))
     std = np.nanstd(x, axis=(0, 1, 2))
     std = np.where(std > 1e-6, std, 1.0)
+    floors = MIN_STD if min_std is None else min_std
+    for i, band in enumerate(bands):
+        if band in floors:
+            std[i] = max(std[i], floors[band])
     return [float(v) for v in mean], [float(v) for v in std]
 
 
@@ -175,6 +195,7 @@ def fit(
     config: TrainConfig | None = None,
     *,
     validation_split: str = "val",
+    verbose: int = 0,
 ) -> FitResult:
     """Train a sea-ice CNN on the ``train`` split and evaluate it on ``validation_split``.
 
@@ -186,6 +207,8 @@ def fit(
         Training settings (default :class:`TrainConfig`).
     validation_split
         Split used for the validation metrics (``val`` or ``test``).
+    verbose
+        Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns
     -------
@@ -210,7 +233,7 @@ def fit(
     present = np.unique(y_train)
     if present.size < 2:
         raise DataError(f"the training split holds only class(es) {[names[i] for i in present]}")
-    mean, std = channel_stats(train.x)
+    mean, std = channel_stats(train.x, bands=patches.bands)
     keras.utils.set_random_seed(config.seed)
     db_channels = [i for i, b in enumerate(patches.bands) if b.endswith("_db")]
     augment = SeaIceAugment(db_channels=db_channels, seed=config.seed) if config.augment else None
@@ -225,9 +248,13 @@ def fit(
     )
     log.info("training %s on %d patches (%d validation)", model.name, len(train), len(val))
     start = time.perf_counter()
+    weights = None
+    if config.class_weight:
+        counts = np.bincount(y_train, minlength=len(names))
+        weights = {int(k): float(len(y_train) / (present.size * c)) for k, c in enumerate(counts) if c > 0}
     hist = model.fit(
         train.x, y_train, validation_data=(val.x, y_val), epochs=config.epochs,
-        batch_size=config.batch_size, shuffle=True, verbose=0,
+        batch_size=config.batch_size, shuffle=True, verbose=verbose, class_weight=weights,
     )
     seconds = time.perf_counter() - start
     report = evaluate(model, val, binary=config.binary)
@@ -318,3 +345,49 @@ def load_model(
         except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad file
             raise DataError(f"{url} is not a Keras model: {type(exc).__name__}: {exc}") from exc
     return model, meta
+
+
+def register_model(
+    result: FitResult,
+    name: str,
+    *,
+    training_dataset: Any = None,
+    aliases: tuple[str, ...] = (),
+    project: Any = None,
+) -> Any:
+    """Register a trained model with its metrics in the model registry (:mod:`workbench.registry`).
+
+    Parameters
+    ----------
+    result
+        Output of :func:`fit`.
+    name
+        Registered model name (e.g. ``seaice_adhoc_binary``).
+    training_dataset
+        The feature-store training dataset it was trained on (provenance).
+    aliases
+        Aliases to point at the new version (e.g. ``("champion",)``).
+    project
+        Project directory or Settings (default: the current settings).
+
+    Returns
+    -------
+    workbench.registry.ModelVersion
+    """
+    from workbench import registry
+
+    metrics = {k: float(v) for k, v in result.metrics().items() if np.isfinite(v)}
+    params = {
+        **{k: v for k, v in asdict(result.config).items()},
+        "class_names": ",".join(result.class_names),
+        "bands": ",".join(result.bands),
+        "standardisation_mean": json.dumps(result.mean),
+        "standardisation_std": json.dumps(result.std),
+        "patch_size": result.extra.get("patch_size"),
+    }
+    return registry.save_model(
+        name, result.model, metrics=metrics, input_example=np.zeros((1, *result.model.input_shape[1:]), np.float32),
+        training_dataset=training_dataset, params=params,
+        description=f"sea-ice {result.config.model} CNN ({'binary' if result.config.binary else '5 classes'})",
+        aliases=aliases, project=project,
+    )

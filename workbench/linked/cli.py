@@ -1,0 +1,110 @@
+"""``workbench sparql``: serve, load, query and map (wired into the ``workbench`` command)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``sparql`` command and its sub-commands."""
+    p = subparsers.add_parser("sparql", help="GeoSPARQL store and SPARQL endpoint (linked geospatial data)")
+    sub = p.add_subparsers(dest="sparql_command", required=True)
+
+    def store_arg(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--store", default="workbench-data/rdf-store", help="store directory (created if missing)")
+        q.add_argument("--entailment", default="subclass", choices=("subclass", "rdfs", "none"))
+
+    serve = sub.add_parser("serve", help="serve the store as a SPARQL 1.1 endpoint")
+    store_arg(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8890)
+    serve.add_argument("--api-key", default=os.environ.get("WORKBENCH_SPARQL_API_KEY"),
+                       help="key that updates must present (default: $WORKBENCH_SPARQL_API_KEY; none: read-only)")
+    serve.add_argument("--timeout", type=float, default=30.0, help="query time limit, seconds")
+    serve.add_argument("--result-limit", type=int, default=100_000, help="most rows per answer")
+    serve.set_defaults(func=_serve)
+
+    load = sub.add_parser("load", help="load RDF files into the store")
+    store_arg(load)
+    load.add_argument("files", nargs="+", type=Path)
+    load.add_argument("--format", help="RDF format (default: from the suffix)")
+    load.add_argument("--graph", help="named graph IRI to load into")
+    load.set_defaults(func=_load)
+
+    query = sub.add_parser("query", help="run a SPARQL query (text or @file) and print the results")
+    store_arg(query)
+    query.add_argument("query")
+    query.add_argument("--format", default="csv", choices=("json", "xml", "csv", "tsv"))
+    query.add_argument("--no-index", action="store_true", help="evaluate spatial FILTERs without the index")
+    query.set_defaults(func=_query)
+
+    mapping = sub.add_parser("map", help="map a vector file to RDF with an RML mapping")
+    mapping.add_argument("mapping", help="mapping file, or a shipped one: sea_ice_chart, crop_parcels, insitu_points")
+    mapping.add_argument("--source", type=Path, help="input file (overrides rml:source)")
+    mapping.add_argument("--output", type=Path, help="N-Triples/Turtle file to write")
+    mapping.add_argument("--store", help="store directory to load into instead")
+    mapping.add_argument("--invalid", default="error", choices=("error", "repair", "skip"))
+    mapping.set_defaults(func=_map)
+
+
+def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from workbench.linked.store import GeoStore
+
+    return GeoStore(args.store, entailment=args.entailment)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from workbench.linked.endpoint import serve
+
+    serve(_open(args), host=args.host, port=args.port, api_key=args.api_key, timeout=args.timeout,
+          result_limit=args.result_limit)
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    store = _open(args)
+    for path in args.files:
+        n = store.load(path, format=args.format, graph=args.graph)
+        print(f"{path}: {n} triples")
+    print(f"store {args.store}: {len(store)} quads, {len(store.index)} indexed geometries")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import pyoxigraph as ox
+
+    from workbench.linked.results import write_boolean, write_results
+
+    text = Path(args.query[1:]).read_text(encoding="utf-8") if args.query.startswith("@") else args.query
+    result = _open(args).query(text, use_index=not args.no_index)
+    if isinstance(result, ox.QueryBoolean):
+        sys.stdout.write(write_boolean(bool(result), args.format).decode())
+    elif isinstance(result, ox.QuerySolutions):
+        names = [v.value for v in result.variables]
+        rows = [[row[n] for n in names] for row in result]
+        sys.stdout.write(write_results(names, rows, args.format).decode())
+    else:
+        sys.stdout.write((ox.serialize(list(result), format=ox.RdfFormat.TURTLE) or b"").decode())
+    return 0
+
+
+def _map(args: argparse.Namespace) -> int:
+    from workbench.errors import ConfigError
+    from workbench.linked.mapping import map_to_file, map_to_store
+
+    if (args.output is None) == (args.store is None):
+        raise ConfigError("give exactly one of --output FILE or --store DIR")
+    if args.output is not None:
+        report = map_to_file(args.mapping, args.output, source=args.source, invalid=args.invalid)
+    else:
+        from workbench.linked.store import GeoStore
+
+        report = map_to_store(args.mapping, GeoStore(args.store), source=args.source, invalid=args.invalid)
+    print(f"{report.features} features -> {report.triples} triples; invalid geometries: {report.invalid_geometries} "
+          f"(repaired {report.repaired}, skipped {report.skipped})")
+    return 0

@@ -1,0 +1,127 @@
+"""Geographica-style synthetic geospatial data, and tiny sample products for demos and tests.
+
+:func:`generate` makes, in a [0, 90] x [0, 90] degree universe at scale ``n``:
+hexagonal land parcels (``n`` of them, tiling the universe), large hexagon states
+(about ``n / 100``), road linestrings and points of interest. Every feature carries a
+``tag`` in 1..100 drawn uniformly (seeded), so ``tag <= k`` selects about ``k`` % of the
+features: a selectivity knob for benchmarks, as in Geographica's synthetic workload.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+__all__ = ["hexagons", "generate", "to_ntriples", "write_sample_products", "SYN"]
+
+SYN = "http://extremeearth.eu/synthetic/"
+UNIVERSE = 90.0
+
+
+def hexagons(count: int, *, extent: float = UNIVERSE) -> np.ndarray:
+    """About ``count`` pointy-top hexagons tiling ``[0, extent]^2`` (shapely array), vectorised."""
+    if count <= 0:
+        raise ValueError(f"hexagon count must be positive, got {count}")
+    # hexagon of circumradius r covers 1.5*sqrt(3)*r^2
+    r = math.sqrt(extent * extent / (count * 1.5 * math.sqrt(3)))
+    w, h = math.sqrt(3) * r, 1.5 * r
+    cols, rows = max(1, int(round(extent / w))), max(1, int(math.ceil(count / max(1, int(round(extent / w))))))
+    j, i = np.divmod(np.arange(cols * rows)[:count], cols)
+    cx = i * w + (j % 2) * w / 2 + w / 2
+    cy = j * h + r
+    angles = np.deg2rad(np.arange(30, 390, 60))
+    xs = cx[:, None] + r * np.cos(angles)[None, :]
+    ys = cy[:, None] + r * np.sin(angles)[None, :]
+    coords = np.stack([xs, ys], axis=-1)
+    coords = np.concatenate([coords, coords[:, :1]], axis=1)
+    return shapely.polygons(shapely.linearrings(coords))
+
+
+def generate(n: int, *, seed: int = 0) -> dict[str, gpd.GeoDataFrame]:
+    """The synthetic layers at scale ``n``: ``land``, ``states``, ``roads``, ``pois``."""
+    rng = np.random.default_rng(seed)
+    land = hexagons(n)
+    states = hexagons(max(1, n // 100))
+    n_roads = max(1, n // 10)
+    starts = rng.uniform(0, UNIVERSE, size=(n_roads, 2))
+    steps = rng.normal(0, UNIVERSE / math.sqrt(n) * 3, size=(n_roads, 4, 2)).cumsum(axis=1)
+    road_coords = np.clip(np.concatenate([starts[:, None, :], starts[:, None, :] + steps], axis=1), 0, UNIVERSE)
+    roads = shapely.linestrings(road_coords)
+    pois = shapely.points(rng.uniform(0, UNIVERSE, size=(n, 2)))
+    layers = {}
+    for name, geoms in (("land", land), ("states", states), ("roads", roads), ("pois", pois)):
+        layers[name] = gpd.GeoDataFrame(
+            {"id": np.arange(len(geoms)), "tag": rng.integers(1, 101, size=len(geoms))},
+            geometry=geoms, crs="EPSG:4326",
+        )
+    return layers
+
+
+def to_ntriples(layers: dict[str, gpd.GeoDataFrame]) -> str:
+    """N-Triples of the layers (vectorised): ``syn:<layer>/<id>`` features with ``syn:tag`` and a WKT geometry."""
+    geo = "http://www.opengis.net/ont/geosparql#"
+    lines: list[np.ndarray] = []
+    for name, frame in layers.items():
+        ids = frame["id"].astype(str)
+        feature = f"<{SYN}{name}/" + ids + ">"
+        geom = f"<{SYN}{name}/" + ids + "/geom>"
+        wkt = pd.Series(shapely.to_wkt(frame.geometry.to_numpy(), rounding_precision=9), index=frame.index)
+        cls = name[:-1] if name.endswith("s") else name
+        block = np.column_stack([
+            (feature + f" <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{SYN}{cls.capitalize()}> .").to_numpy(),
+            (feature + f" <{SYN}tag> \"" + frame["tag"].astype(str) + "\"^^<http://www.w3.org/2001/XMLSchema#integer> .").to_numpy(),
+            (feature + f" <{geo}hasGeometry> " + geom + " .").to_numpy(),
+            (geom + f" <{geo}asWKT> \"" + wkt + f"\"^^<{geo}wktLiteral> .").to_numpy(),
+        ])
+        lines.append(block.ravel())
+    return "\n".join(np.concatenate(lines).tolist()) + "\n"
+
+
+_ICE = ["OpenWater", "NewIce", "YoungIce", "FirstYearIce", "DeformedIce"]
+_CROPS = ["Maize", "SoftWheat", "DurumWheat", "Barley", "Rye", "Oats", "Triticale", "Rapeseed", "Sunflower", "Soya",
+          "Potatoes", "SugarBeet", "Grassland", "Vineyard", "Orchard", "Fallow"]
+
+
+def write_sample_products(directory: str | Path, *, seed: int = 0, parcels: int = 60) -> dict[str, Path]:
+    """Write tiny simulated vector products: a sea-ice chart (GeoJSON), crop parcels (GeoParquet), in-situ points (CSV).
+
+    The geometries are simulated (hexagons near Svalbard and in Slovenia); the columns are
+    those the shipped mappings expect. Returns name -> path.
+    """
+    rng = np.random.default_rng(seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ice = hexagons(40, extent=1.0)
+    ice = shapely.transform(ice, lambda xy: xy * [4.0, 1.5] + [14.0, 77.0])
+    ice_frame = gpd.GeoDataFrame({
+        "id": [f"S1A_{i:03d}" for i in range(len(ice))],
+        "ice_class": rng.choice(_ICE, size=len(ice)),
+        "concentration": rng.uniform(0, 1, size=len(ice)).round(2),
+        "image_id": rng.choice(["S1A_EW_GRDM_20230101", "S1B_EW_GRDM_20230102"], size=len(ice)),
+    }, geometry=ice, crs="EPSG:4326")
+    paths = {"sea_ice_chart": directory / "sea_ice_chart.geojson"}
+    ice_frame.to_file(paths["sea_ice_chart"], driver="GeoJSON")
+    cells = shapely.transform(hexagons(parcels, extent=1.0), lambda xy: xy * [0.05, 0.03] + [14.5, 46.0])
+    parcel_frame = gpd.GeoDataFrame({
+        "id": [f"P{i:05d}" for i in range(len(cells))],
+        "crop": rng.choice(_CROPS, size=len(cells)),
+        "confidence": rng.uniform(0.5, 1, size=len(cells)).round(3),
+        "image_id": "S2A_MSIL2A_20230615_T33TVM",
+    }, geometry=cells, crs="EPSG:4326")
+    paths["crop_parcels"] = directory / "crop_parcels.parquet"
+    parcel_frame.to_parquet(paths["crop_parcels"])
+    points = shapely.get_coordinates(shapely.centroid(cells[:: max(1, len(cells) // 12)]))
+    insitu = pd.DataFrame({
+        "point_id": [f"L{i:04d}" for i in range(len(points))],
+        "lon": points[:, 0], "lat": points[:, 1],
+        "crop": rng.choice(_CROPS, size=len(points)),
+        "date": "2023-06-20",
+    })
+    paths["insitu_points"] = directory / "insitu_points.csv"
+    insitu.to_csv(paths["insitu_points"], index=False)
+    return paths
