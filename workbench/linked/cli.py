@@ -87,7 +87,7 @@ def _query(args: argparse.Namespace) -> int:
     elif isinstance(result, ox.QuerySolutions):
         names = [v.value for v in result.variables]
         rows = [[row[n] for n in names] for row in result]
-        sys.stdout.write(write_results(names, rows, args.format).decode())
+        sys.stdout.write(write_results(names, rows, fmt=args.format).decode())
     else:
         sys.stdout.write((ox.serialize(list(result), format=ox.RdfFormat.TURTLE) or b"").decode())
     return 0

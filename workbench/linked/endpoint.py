@@ -22,7 +22,6 @@ import hmac
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -43,6 +42,7 @@ _RDF_TYPES = {
     "text/turtle": ox.RdfFormat.TURTLE,
     "application/n-triples": ox.RdfFormat.N_TRIPLES,
     "application/rdf+xml": ox.RdfFormat.RDF_XML,
+    "application/ld+json": ox.RdfFormat.JSON_LD,
 }
 _RESULT_ALIASES = {
     "application/sparql-results+json": "json",
@@ -55,7 +55,8 @@ _RESULT_ALIASES = {
 }
 _FORMAT_PARAM = {"json": "json", "xml": "xml", "csv": "csv", "tsv": "tsv", "turtle": "text/turtle",
                  "ttl": "text/turtle", "nt": "application/n-triples", "ntriples": "application/n-triples",
-                 "n-triples": "application/n-triples", "rdfxml": "application/rdf+xml"}
+                 "n-triples": "application/n-triples", "rdfxml": "application/rdf+xml",
+                 "json-ld": "application/ld+json", "jsonld": "application/ld+json"}
 
 
 def _accepted(accept: str) -> list[str]:
@@ -134,6 +135,35 @@ def _format_params(params: Any) -> list[str]:
     return [v for key in ("format", "output") for v in params.getlist(key) if v]
 
 
+def _in_daemon_thread(func: Any, *args: Any) -> "asyncio.Future[Any]":
+    """Run ``func(*args)`` in a new daemon thread; an asyncio future of its result.
+
+    Daemon threads, unlike a thread pool's, never hold up the process at exit when a
+    timed-out query is still running.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result = func(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, daemon=True, name="sparql-query").start()
+    return future
+
+
 def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(message + "\n", status_code=status, media_type="text/plain", headers=headers)
 
@@ -162,7 +192,6 @@ def create_app(
         Queries evaluated at once (threads).
     """
     app = FastAPI(title="ExtremeEarth Workbench SPARQL endpoint")
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sparql")
     busy = threading.Semaphore(workers)
 
     def evaluate(query: str, accept: str, fmt: list[str]) -> Response:
@@ -186,7 +215,7 @@ def create_app(
                     break
                 rows.append([row[v] for v in variables])
             headers = {"X-SPARQL-Result-Limit": f"reached: {result_limit} rows"} if cut else {}
-            return Response(write_results(variables, rows, chosen), media_type=MEDIA_TYPES[chosen], headers=headers)
+            return Response(write_results(variables, rows, fmt=chosen), media_type=MEDIA_TYPES[chosen], headers=headers)
         media = _choose_rdf(accept, fmt)
         if media is None:
             return _text(406, f"cannot answer a CONSTRUCT/DESCRIBE query as {accept}: use one of "
@@ -205,9 +234,8 @@ def create_app(
     async def run_query(query: str, accept: str, fmt: list[str]) -> Response:
         if not busy.acquire(blocking=False):
             return _text(503, "all query workers are busy; retry later", {"Retry-After": "1"})
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
-        future = loop.run_in_executor(pool, evaluate, query, accept, fmt)
+        future = _in_daemon_thread(evaluate, query, accept, fmt)
         future.add_done_callback(lambda _: busy.release())
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
@@ -227,7 +255,7 @@ def create_app(
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
-        if not given or not hmac.compare_digest(given, api_key):
+        if not given or not hmac.compare_digest(given.encode(), api_key.encode()):
             return _text(401, "updates need a valid API key (Authorization: Bearer KEY or X-API-Key: KEY)",
                          {"WWW-Authenticate": "Bearer"})
         return None
@@ -236,9 +264,8 @@ def create_app(
         denied = authorised(request)
         if denied is not None:
             return denied
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(pool, store.update, update)
+            await _in_daemon_thread(store.update, update)
         except QuerySyntaxError as exc:
             return _text(400, f"malformed update: {exc}")
         return Response(status_code=204)
@@ -278,7 +305,6 @@ def create_app(
         return Response(service_description(str(request.url_for("get_sparql"))), media_type="text/turtle")
 
     app.state.store = store
-    app.state.pool = pool
     return app
 
 
@@ -310,7 +336,6 @@ class EndpointServer:
         """Stop serving and wait for the thread."""
         self._server.should_exit = True
         self._thread.join(timeout=10)
-        self.app.state.pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> "EndpointServer":
         return self.start()

@@ -105,22 +105,21 @@ def _transformer(src: str, dst: str) -> Transformer:
     return Transformer.from_crs(_crs(src), _crs(dst), always_xy=False)
 
 
+def _reproject(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
+    if src == dst or geom.is_empty:
+        return geom
+    transformer = _transformer(src, dst)
+    return shapely.transform(geom, lambda xy: _apply(transformer, xy))
+
+
 def to_crs84(geom: BaseGeometry, crs: str) -> BaseGeometry:
     """Reproject ``geom`` given in ``crs`` (with that CRS's axis order) to CRS84 lon/lat."""
-    crs = _normalise_crs_iri(crs)
-    if crs == CRS84 or geom.is_empty:
-        return geom
-    transformer = _transformer(crs, CRS84)
-    return shapely.transform(geom, lambda xy: _apply(transformer, xy))
+    return _reproject(geom, _normalise_crs_iri(crs), CRS84)
 
 
 def from_crs84(geom: BaseGeometry, crs: str) -> BaseGeometry:
     """Reproject a CRS84 geometry to ``crs`` (with that CRS's axis order)."""
-    crs = _normalise_crs_iri(crs)
-    if crs == CRS84 or geom.is_empty:
-        return geom
-    transformer = _transformer(CRS84, crs)
-    return shapely.transform(geom, lambda xy: _apply(transformer, xy))
+    return _reproject(geom, CRS84, _normalise_crs_iri(crs))
 
 
 def _apply(transformer: Transformer, xy):  # type: ignore[no-untyped-def]

@@ -111,7 +111,7 @@ def _check_deadline() -> None:
         raise QueryCancelled("query deadline passed")
 
 
-def relation(name: str, a: GeoValue, b: GeoValue) -> bool:
+def relation(a: GeoValue, b: GeoValue, *, name: str) -> bool:
     """Evaluate the topological relation ``name`` (e.g. ``"sfIntersects"``) between two geometries."""
     try:
         return bool(RELATIONS[name](a.geom, b.geom))
@@ -140,7 +140,7 @@ def _centre(*geoms: BaseGeometry) -> tuple[float, float]:
     return round((minx + maxx) / 2, 6), round((miny + maxy) / 2, 6)
 
 
-def distance(a: GeoValue, b: GeoValue, unit: str) -> float:
+def distance(a: GeoValue, b: GeoValue, *, unit: str) -> float:
     """Shortest distance between two geometries in ``unit`` (an OGC uom IRI)."""
     if unit in _METRE:
         fwd, _ = _aeqd(*_centre(a.geom, b.geom))
@@ -150,7 +150,7 @@ def distance(a: GeoValue, b: GeoValue, unit: str) -> float:
     raise DataError(f"unsupported unit of measure <{unit}>: expected uom:metre, uom:degree or uom:radian")
 
 
-def buffer(a: GeoValue, radius: float, unit: str) -> BaseGeometry:
+def buffer(a: GeoValue, radius: float, *, unit: str) -> BaseGeometry:
     """``a`` buffered by ``radius`` ``unit`` (metres via a local equidistant projection)."""
     if unit in _METRE:
         fwd, inv = _aeqd(*_centre(a.geom))
@@ -236,12 +236,12 @@ def _relate(a: Any, b: Any, pattern: Any) -> ox.Literal:
 
 
 def _distance(a: Any, b: Any, unit: Any) -> ox.Literal:
-    return ox.Literal(distance(_geo(a), _geo(b), _iri(unit)))
+    return ox.Literal(distance(_geo(a), _geo(b), unit=_iri(unit)))
 
 
 def _buffer(a: Any, radius: Any, unit: Any) -> ox.Literal:
     ga = _geo(a)
-    return _geometry_literal(buffer(ga, _number(radius), _iri(unit)), ga)
+    return _geometry_literal(buffer(ga, _number(radius), unit=_iri(unit)), ga)
 
 
 def _get_srid(a: Any) -> ox.Literal:

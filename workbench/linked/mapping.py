@@ -361,7 +361,7 @@ def _id_column(tmap: TriplesMap) -> str | None:
     return names[0] if names else None
 
 
-def map_frame(mapping: Mapping, tmap: TriplesMap, frame: gpd.GeoDataFrame, *, invalid: str = "error",
+def map_frame(tmap: TriplesMap, frame: gpd.GeoDataFrame, *, mapping: Mapping, invalid: str = "error",
               check: bool = True, report: MappingReport | None = None) -> bytes:
     """N-Triples (UTF-8 bytes) of one triples map over one partition (vectorised).
 
@@ -427,12 +427,12 @@ def iter_ntriples(mapping: Mapping, *, invalid: str = "error", partition_rows: i
                     yield text
             else:
                 for part in parts:
-                    yield map_frame(mapping, tmap, part, check=False, report=report)
+                    yield map_frame(tmap, part, mapping=mapping, check=False, report=report)
 
 
 def _map_part(mapping: Mapping, tmap: TriplesMap, part: gpd.GeoDataFrame) -> tuple[bytes, MappingReport]:
     report = MappingReport()
-    return map_frame(mapping, tmap, part, check=False, report=report), report
+    return map_frame(tmap, part, mapping=mapping, check=False, report=report), report
 
 
 def _merge(total: MappingReport, part: MappingReport) -> None:

@@ -65,7 +65,7 @@ def _csv_value(term: Any) -> str:
     return term.value if hasattr(term, "value") else str(term)
 
 
-def write_results(variables: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> bytes:
+def write_results(variables: Sequence[str], rows: Sequence[Sequence[Any]], *, fmt: str) -> bytes:
     """Serialise SELECT results: ``rows`` hold one term (or ``None``) per variable."""
     if fmt == "json":
         bindings = [

@@ -405,8 +405,8 @@ def _component(triples: list[Triple], variable: str) -> list[str]:
     return [t.text for t in chosen]
 
 
-def _split_conjuncts(tokens: list[Token], start: int, end: int) -> list[tuple[int, int]]:
-    """Top-level ``&&`` conjuncts of tokens ``start..end`` (exclusive), as token index ranges."""
+def _split_top_level(tokens: list[Token], start: int, end: int, *, separator: str) -> list[tuple[int, int]]:
+    """Token index ranges of tokens ``start..end`` (exclusive) split at top-level ``separator``."""
     parts: list[tuple[int, int]] = []
     depth = 0
     begin = start
@@ -416,7 +416,7 @@ def _split_conjuncts(tokens: list[Token], start: int, end: int) -> list[tuple[in
             depth += 1
         elif text in (")", "}", "]"):
             depth -= 1
-        elif text == "&&" and depth == 0:
+        elif text == separator and depth == 0:
             parts.append((begin, i))
             begin = i + 1
     parts.append((begin, end))
@@ -503,13 +503,13 @@ def _filter_at(
         close = _matching(tokens, j + 1)
         body = (j, close + 1)
     filter_span = (tokens[i].start, tokens[close].end)
-    conjuncts = _split_conjuncts(tokens, *body)
+    conjuncts = _split_top_level(tokens, *body, separator="&&")
     for a, b in conjuncts:
         a, b = _strip_parens(tokens, a, b)
         name = _FUNCTIONS.get(resolve(tokens[a], prefixes) or "") if tokens[a].kind in ("iri", "pname") else None
         if name is None or name not in indexable or tokens[a + 1].text != "(" or _matching(tokens, a + 1) != b - 1:
             continue
-        args = _split_commas(tokens, a + 2, b - 1)
+        args = _split_top_level(tokens, a + 2, b - 1, separator=",")
         if len(args) != 2:
             continue
         try:
@@ -526,20 +526,3 @@ def _filter_at(
                 name, v1, v2, constant, 0 if c1 is not None else 1, (a, b), filter_span, len(conjuncts) == 1
             )
     return None
-
-
-def _split_commas(tokens: list[Token], start: int, end: int) -> list[tuple[int, int]]:
-    parts: list[tuple[int, int]] = []
-    depth = 0
-    begin = start
-    for i in range(start, end):
-        text = tokens[i].text
-        if text in ("(", "{", "["):
-            depth += 1
-        elif text in (")", "}", "]"):
-            depth -= 1
-        elif text == "," and depth == 0:
-            parts.append((begin, i))
-            begin = i + 1
-    parts.append((begin, end))
-    return parts

@@ -76,7 +76,7 @@ class SpatialIndex:
         self.invalid = 0
 
     def __len__(self) -> int:
-        return sum(1 for g in self._geoms if g is not None)
+        return len(self._ids)
 
     def id_of(self, lexical: str, datatype: str) -> int | None:
         """Id of a literal, or ``None`` when it is not indexed."""
@@ -140,6 +140,10 @@ class SpatialIndex:
                 log.debug("built STRtree over %d geometry literals", len(ids))
             return self._tree, self._tree_ids
 
+    def all_ids(self) -> np.ndarray:
+        """Ids of every indexed literal."""
+        return self._global_tree()[1]
+
     def build(self) -> None:
         """(Re)build the STRtree now (after loads and updates) rather than at the first query."""
         if len(self._geoms):
@@ -156,11 +160,14 @@ class SpatialIndex:
             return tree_ids
         candidates = tree.query(constant)
         geoms = tree.geometries.take(candidates)
+        # prepared (GEOS caches its index): the same answers, faster. The constant is the object
+        # parse_literal cached, so the geof: functions evaluate with it prepared too.
+        shapely.prepare(constant)
         predicate = RELATIONS[relation]
         mask = predicate(constant, geoms) if constant_first else predicate(geoms, constant)
         return np.sort(tree_ids[candidates[np.asarray(mask, dtype=bool)]])
 
-    def join(self, relation: str, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def join(self, left: np.ndarray, right: np.ndarray, *, relation: str) -> tuple[np.ndarray, np.ndarray]:
         """Pairs ``(l, r)`` of ids from ``left`` x ``right`` with ``relation(geom_l, geom_r)``."""
         left = np.asarray(left, dtype=np.int64)
         right = np.asarray(right, dtype=np.int64)

@@ -2,7 +2,10 @@
 
 >>> store = GeoStore()                       # in memory; GeoStore("path/to/dir") persists
 >>> store.load_data(turtle_text, format="turtle")
->>> rows = store.select("SELECT ?f WHERE { ?f geo:sfWithin my:A }")
+>>> rows = store.select("SELECT ?f WHERE { ?f geo:sfWithin <http://example.org/A> }")
+
+The prefixes ``geo:``, ``geof:``, ``sf:``, ``uom:``, ``xsd:``, ``rdf:``, ``rdfs:``, ``polar:`` and
+``foodsec:`` are declared for every query and update that uses them without declaring them.
 
 What a query goes through (:meth:`GeoStore.prepare`):
 
@@ -22,11 +25,13 @@ each load and update (``entailment=``).
 
 from __future__ import annotations
 
+import collections
 import io
 import logging
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -47,7 +52,7 @@ from workbench.linked.spatial_index import ID_PREFIX, INDEX_GRAPH, LIT_PREDICATE
 from workbench.linked.geometry import parse_literal
 from workbench.linked.vocab import GML_LITERAL, PREFIXES, RDFS, WKT_LITERAL
 
-__all__ = ["GeoStore", "QuerySyntaxError", "FORMATS"]
+__all__ = ["GeoStore", "QuerySyntaxError", "FORMATS", "with_default_prefixes"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,19 @@ def _geometry_literals(chunk: bytes) -> list[tuple[str, str]]:
 
 class QuerySyntaxError(DataError):
     """A query or update is malformed; the message is the SPARQL parser's."""
+
+
+_DECLARED = re.compile(r"(?i)\bPREFIX\s+([\w.-]*):")
+
+
+def with_default_prefixes(text: str) -> str:
+    """``text`` with PREFIX declarations added for the known prefixes it uses but does not declare."""
+    declared = set(_DECLARED.findall(text))
+    missing = [
+        f"PREFIX {p}: <{iri}>" for p, iri in PREFIXES.items()
+        if p not in declared and re.search(rf"(?<![\w<]){re.escape(p)}:", text)
+    ]
+    return "\n".join([*missing, text]) if missing else text
 
 
 def _rdf_format(fmt: str | None, path: str | None) -> ox.RdfFormat:
@@ -201,11 +219,13 @@ class GeoStore:
         Returns the number of literals added or removed.
         """
         with self._write_lock:
-            current: set[tuple[str, str]] = set()
-            for quad in self._store:
-                obj = quad.object
-                if quad.graph_name != _INDEX_GRAPH and isinstance(obj, ox.Literal) and obj.datatype.value in _GEO_DATATYPES:
-                    current.add((obj.value, obj.datatype.value))
+            # the scan and the datatype test run inside pyoxigraph; only geometry literals reach Python
+            scan = (
+                f"SELECT DISTINCT ?o WHERE {{ {{ ?s ?p ?o }} UNION {{ GRAPH ?g {{ ?s ?p ?o }} "
+                f"FILTER(?g != <{INDEX_GRAPH}>) }} FILTER(isLiteral(?o) && "
+                f"(datatype(?o) = <{WKT_LITERAL}> || datatype(?o) = <{GML_LITERAL}>)) }}"
+            )
+            current = {(row[0].value, row[0].datatype.value) for row in self._store.query(scan)}
             known = self.index.keys()
             stale = known - current
             removed = self.index.remove(stale)
@@ -260,9 +280,9 @@ class GeoStore:
              graph: str | None = None, progress: bool = True) -> int:
         """Load an RDF file (Turtle, N-Triples, N-Quads, TriG, RDF/XML, JSON-LD) with a progress bar.
 
-        N-Triples and N-Quads files are loaded natively by pyoxigraph in line-aligned chunks
-        (millions of triples; the bar counts bytes), each chunk in one transaction; other
-        formats go through the parser quad by quad.
+        N-Triples and N-Quads files are checked by a syntax pass, then loaded natively by
+        pyoxigraph in line-aligned chunks (millions of triples; the bar counts bytes); other
+        formats go through the parser quad by quad. A malformed file loads nothing.
 
         Raises
         ------
@@ -275,6 +295,8 @@ class GeoStore:
         fmt = _rdf_format(format, str(path))
         try:
             if fmt in (ox.RdfFormat.N_TRIPLES, ox.RdfFormat.N_QUADS):
+                # a syntax pass first, so that a malformed file loads nothing
+                collections.deque(ox.parse(path=str(path), format=fmt), maxlen=0)
                 with path.open("rb") as fh:
                     return self._load_lines(fh, fmt, graph=graph, progress=progress, total=path.stat().st_size)
             quads = ox.parse(path=str(path), format=fmt, base_iri=base_iri or path.resolve().as_uri())
@@ -378,14 +400,25 @@ class GeoStore:
         return f"PREFIX wbx: <{ID_PREFIX}>\n" + text, True
 
     def _domain(self, spatial: SpatialFilter, variable: str, prologue: str) -> np.ndarray:
-        patterns = " ".join(spatial.domains.get(variable, []))
+        """Ids of the geometry literals ``variable`` can take under its own triple patterns.
+
+        A superset is always correct (the query still joins with the patterns); when the
+        variable's only pattern is the one binding it, every indexed literal is taken.
+        The ids come back as one ``GROUP_CONCAT`` string, so the whole evaluation runs inside
+        pyoxigraph (without the GIL: the two sides of a join run in parallel threads).
+        """
+        component = spatial.domains.get(variable, [])
+        if len(component) <= 1:  # only the pattern binding the literal: every indexed literal may occur
+            return self.index.all_ids()
+        patterns = " ".join(component)
         query = (
-            f"{prologue}SELECT DISTINCT ?_wbid WHERE {{ {patterns} "
-            f"GRAPH <{INDEX_GRAPH}> {{ ?_wbid <{LIT_PREDICATE}> {variable} }} }}"
+            f"{prologue}SELECT (GROUP_CONCAT(STRAFTER(STR(?_wbid), \"{ID_PREFIX}\")) AS ?_wbids) WHERE {{ "
+            f"{{ SELECT DISTINCT ?_wbid WHERE {{ {patterns} "
+            f"GRAPH <{INDEX_GRAPH}> {{ ?_wbid <{LIT_PREDICATE}> {variable} }} }} }} }}"
         )
-        start = len(ID_PREFIX)
-        rows = self._store.query(query)
-        return np.fromiter((int(row[0].value[start:]) for row in rows), dtype=np.int64)
+        rows = list(self._store.query(query))
+        text = rows[0][0].value if rows and rows[0][0] is not None else ""
+        return np.array(text.split(), dtype=np.int64)
 
     def _index_block(self, spatial: SpatialFilter, n: int, prologue: str) -> str:
         graph = f"<{INDEX_GRAPH}>"
@@ -400,9 +433,11 @@ class GeoStore:
             return (f"{{ SELECT {variable} WHERE {{ VALUES ?_wb{n}a {{ {values} }} "
                     f"GRAPH {graph} {{ ?_wb{n}a {lit} {variable} }} }} }}")
         assert spatial.left is not None and spatial.right is not None
-        left = self._domain(spatial, spatial.left, prologue)
-        right = self._domain(spatial, spatial.right, prologue)
-        a, b = self.index.join(spatial.relation, left, right)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            left_future = pool.submit(self._domain, spatial, spatial.left, prologue)
+            right = self._domain(spatial, spatial.right, prologue)
+            left = left_future.result()
+        a, b = self.index.join(left, right, relation=spatial.relation)
         values = " ".join(f"(wbx:{i} wbx:{j})" for i, j in zip(a.tolist(), b.tolist()))
         return (
             f"{{ SELECT {spatial.left} {spatial.right} WHERE {{ VALUES (?_wb{n}a ?_wb{n}b) {{ {values} }} "
@@ -428,11 +463,12 @@ class GeoStore:
         QuerySyntaxError
             If the query is malformed (the parser's message).
         """
+        query = with_default_prefixes(query)
         self._check_syntax(query, base_iri)
         try:
             text, uses_index = self.prepare(query, use_index=use_index, rewrite=rewrite)
-        except SyntaxError as exc:  # a sub-query of the index step failed: evaluate without the index
-            log.debug("index rewrite skipped: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the index step is an optimisation: fall back, still correct
+            log.warning("spatial index not used for this query: %s", exc)
             text, uses_index = self.prepare(query, use_index=False, rewrite=rewrite)
         graphs: dict[str, Any] = {}
         if not uses_index:
@@ -440,8 +476,10 @@ class GeoStore:
         geosparql.set_deadline(time.monotonic() + timeout if timeout else None)
         try:
             return self._store.query(text, custom_functions=self._functions, base_iri=base_iri, **graphs)
-        except SyntaxError as exc:
-            raise QuerySyntaxError(f"query rewrite produced an invalid query: {exc}") from exc
+        except SyntaxError as exc:  # the rewriter misread the query: run it as written
+            log.warning("query rewrite skipped (%s)", exc)
+            return self._store.query(query, custom_functions=self._functions, base_iri=base_iri,
+                                     named_graphs=self.user_graphs())
 
     def _check_syntax(self, query: str, base_iri: str | None) -> None:
         try:
@@ -465,6 +503,7 @@ class GeoStore:
         QuerySyntaxError
             If the update is malformed.
         """
+        update = with_default_prefixes(update)
         with self._write_lock:
             try:
                 self._store.update(update, custom_functions=self._functions, base_iri=base_iri)

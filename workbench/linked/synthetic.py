@@ -82,9 +82,9 @@ def to_ntriples(layers: dict[str, gpd.GeoDataFrame]) -> str:
     return "\n".join(np.concatenate(lines).tolist()) + "\n"
 
 
-_ICE = ["OpenWater", "NewIce", "YoungIce", "FirstYearIce", "DeformedIce"]
-_CROPS = ["Maize", "SoftWheat", "DurumWheat", "Barley", "Rye", "Oats", "Triticale", "Rapeseed", "Sunflower", "Soya",
-          "Potatoes", "SugarBeet", "Grassland", "Vineyard", "Orchard", "Fallow"]
+_ICE = ["OpenWater", "BrashPancakeIce", "YoungIce", "LevelFirstYearIce", "DeformedIce"]
+_CROPS = ["Grassland", "Maize", "Legumes", "WinterCaraway", "WinterWheat", "Rapeseed", "Potato", "Rye",
+          "WinterBarley", "Beet", "SpringBarley", "Soy", "Sunflower", "PermanentPlantations", "Triticale", "Other"]
 
 
 def write_sample_products(directory: str | Path, *, seed: int = 0, parcels: int = 60) -> dict[str, Path]:
