@@ -1,7 +1,8 @@
 """GeoSPARQL 1.0 Compliance Benchmark runner: any SPARQL endpoint, scored per requirement.
 
     python benchmarks/geosparql_compliance.py --suite ../shared/data/geosparql-compliance-1.0 \
-        [--endpoint http://127.0.0.1:8890/sparql --api-key KEY | (none: an embedded workbench endpoint)]
+        [--endpoint http://127.0.0.1:8890/sparql --api-key KEY | (none: embedded workbench endpoints)] \
+        [--profile benchmark|conformance-class|single]
 
 The suite folder (the public benchmark, GPL-2.0: read in place, never copied) holds
 ``gsb_dataset/dataset.rdf``, ``gsb_queries/query-rNN-*.rq`` (206 tests of 30
@@ -14,6 +15,19 @@ order compared only under ``ORDER BY``; any alternative answer accepted) and pri
 the score per requirement and in total. In the same run it scores pyoxigraph alone
 (its built-in ``geof:`` functions, no rewriting) as the baseline; the last line is the
 ratio.
+
+Endpoint profiles (which system configuration answers which requirement):
+
+* ``benchmark`` (default) -- what the benchmark's own runner does: the RDFS
+  entailment extension's tests (Req. 25-27) go to an endpoint with RDFS entailment,
+  every other test to an endpoint without entailment (which still applies the
+  query-rewrite extension).
+* ``conformance-class`` -- each GeoSPARQL conformance class against the system
+  configured for that class: as ``benchmark``, and in addition the topology
+  vocabulary extension's tests (Req. 4-6) go to an endpoint without the
+  query-rewrite extension (asserted topological triples only), whose entailed
+  answers would otherwise add rows those tests do not expect.
+* ``single`` -- one endpoint (subclass entailment, query rewrite) answers everything.
 """
 
 from __future__ import annotations
@@ -125,6 +139,35 @@ def same_answer(expected: tuple, actual: tuple, *, ordered: bool) -> bool:
     return Counter(map(_key, erows)) == Counter(map(_key, arows))
 
 
+#: requirements of the RDFS entailment extension and of the query rewrite extension (GeoSPARQL 1.0 Annex A)
+RDFS_ENTAILMENT_REQUIREMENTS = frozenset({"r25", "r26", "r27"})
+QUERY_REWRITE_REQUIREMENTS = frozenset({"r28", "r29", "r30"})
+TOPOLOGY_VOCABULARY_REQUIREMENTS = frozenset({"r04", "r05", "r06"})
+
+#: system configurations: name -> GeoStore keyword arguments
+CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "single": {"entailment": "subclass", "query_rewrite": True},
+    "rdfs": {"entailment": "rdfs", "query_rewrite": True},
+    "plain": {"entailment": "none", "query_rewrite": True},
+    "vocabulary": {"entailment": "none", "query_rewrite": False},
+}
+PROFILES = ("benchmark", "conformance-class", "single")
+
+
+def configuration_for(name: str, profile: str) -> str:
+    """The system configuration (a key of :data:`CONFIGURATIONS`) that answers test ``name`` under ``profile``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    if profile == "single":
+        return "single"
+    requirement = requirement_of(name)
+    if requirement in RDFS_ENTAILMENT_REQUIREMENTS:
+        return "rdfs"
+    if profile == "conformance-class" and requirement in TOPOLOGY_VOCABULARY_REQUIREMENTS:
+        return "vocabulary"
+    return "plain"
+
+
 def requirement_of(name: str) -> str:
     match = re.match(r"query-(r\d+)", name)
     return match.group(1) if match else name
@@ -226,10 +269,16 @@ def pyoxigraph_asker(dataset: Path) -> Callable[[str], tuple]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", required=True, type=Path, help="folder of the GeoSPARQL compliance benchmark")
-    parser.add_argument("--endpoint", help="SPARQL endpoint URL (default: start an embedded workbench endpoint)")
-    parser.add_argument("--api-key", help="API key for loading the dataset through the endpoint")
-    parser.add_argument("--no-load", action="store_true", help="the endpoint already holds the dataset")
+    parser.add_argument("--endpoint", help="SPARQL endpoint URL for every test (default: embedded workbench "
+                        "endpoints, one per configuration the profile needs)")
+    parser.add_argument("--rdfs-endpoint", help="endpoint with RDFS entailment for Req. 25-27 (default: --endpoint)")
+    parser.add_argument("--vocabulary-endpoint", help="endpoint without query rewrite for Req. 4-6 under "
+                        "--profile conformance-class (default: --endpoint)")
+    parser.add_argument("--api-key", help="API key for loading the dataset through the endpoint(s)")
+    parser.add_argument("--no-load", action="store_true", help="the endpoint(s) already hold the dataset")
     parser.add_argument("--no-baseline", action="store_true", help="skip the pyoxigraph-only baseline")
+    parser.add_argument("--profile", choices=PROFILES, default="benchmark",
+                        help="which system configuration answers which requirement (see the module docstring)")
     parser.add_argument("--geometry-compare", choices=("text", "normalized"), default="text",
                         help="text: WKT/GML equal up to whitespace/case (as the benchmark); normalized: also "
                              "equal when the same geometry starts its rings elsewhere (GEOS vs JTS output order)")
@@ -241,32 +290,50 @@ def main(argv: list[str] | None = None) -> int:
     if not dataset.is_file() or not (args.suite / "gsb_queries").is_dir():
         parser.error(f"{args.suite} is not the GeoSPARQL compliance benchmark folder (gsb_dataset/, gsb_queries/)")
     tests = load_suite(args.suite)
+    groups: dict[str, list[tuple[str, str, list[tuple]]]] = defaultdict(list)
+    for test in tests:
+        groups[configuration_for(test[0], args.profile)].append(test)
 
-    server = None
-    url, key = args.endpoint, args.api_key
-    if url is None:
+    servers = []
+    urls: dict[str, str] = {}
+    key = args.api_key
+    if args.endpoint is None:
         import secrets
         import socket
 
         from workbench.linked.endpoint import EndpointServer
         from workbench.linked.store import GeoStore
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
         key = secrets.token_hex(8)
-        server = EndpointServer(GeoStore(), port=port, api_key=key).start()
-        url = server.url
+        for config in groups:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            server = EndpointServer(GeoStore(**CONFIGURATIONS[config]), port=port, api_key=key).start()
+            servers.append(server)
+            urls[config] = server.url
+    else:
+        for config in groups:
+            urls[config] = {"rdfs": args.rdfs_endpoint, "vocabulary": args.vocabulary_endpoint}.get(config) \
+                or args.endpoint
+    passed: dict[str, bool] = {}
     try:
-        if not args.no_load:
-            n = load_through_endpoint(url, dataset, key)
-            print(f"loaded {n} triples into {url}")
-        passed = run_suite(tests, endpoint_asker(url))
+        loaded: set[str] = set()
+        for config, group in groups.items():
+            url = urls[config]
+            if not args.no_load and url not in loaded:
+                n = load_through_endpoint(url, dataset, key)
+                loaded.add(url)
+                what = f"embedded GeoStore{CONFIGURATIONS[config]}" if servers else "external endpoint"
+                print(f"loaded {n} triples into {url} (configuration {config!r}: {what})")
+            passed.update(run_suite(group, endpoint_asker(url)))
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
+    passed = {name: passed[name] for name, _, _ in tests}
 
     ok, total, percentage, table = score(passed)
+    print(f"profile: {args.profile}; geometry comparison: {args.geometry_compare}")
     print(f"{'requirement':<12} {'passed':>6} {'tests':>6}")
     for req, (p, t) in table.items():
         print(f"{req:<12} {p:>6} {t:>6}")

@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     def store_arg(q: argparse.ArgumentParser) -> None:
         q.add_argument("--store", default="workbench-data/rdf-store", help="store directory (created if missing)")
         q.add_argument("--entailment", default="subclass", choices=("subclass", "rdfs", "none"))
+        q.add_argument("--no-query-rewrite", action="store_true",
+                       help="answer topological properties (geo:sfWithin...) from asserted triples only")
 
     serve = sub.add_parser("serve", help="serve the store as a SPARQL 1.1 endpoint")
     store_arg(serve)
@@ -55,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from workbench.linked.store import GeoStore
 
-    return GeoStore(args.store, entailment=args.entailment)
+    return GeoStore(args.store, entailment=args.entailment, query_rewrite=not args.no_query_rewrite)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ __all__ = [
     "from_crs84",
     "write_wkt",
     "write_gml",
+    "write_gml_envelope",
     "write_literal",
     "crs_of",
 ]
@@ -326,6 +327,27 @@ def write_gml(geom: BaseGeometry, crs: str = CRS84) -> str:
     else:
         attrs = f' srsName="{crs}" xmlns:gml="{GML_NS}"'
     return _gml_body(native, attrs)
+
+
+def write_gml_envelope(geom: BaseGeometry, crs: str = CRS84) -> str:
+    """``gml:Envelope`` (``lowerCorner``/``upperCorner`` in ``crs``'s axis order) of a CRS84 geometry.
+
+    GML's own form of a bounding box: the envelope of a ``geo:gmlLiteral`` is written
+    this way rather than as the equivalent five-vertex ``gml:Polygon``.
+
+    Raises
+    ------
+    GeometryLiteralError
+        If the geometry is empty (an empty geometry has no envelope).
+    """
+    if geom.is_empty:
+        raise GeometryLiteralError("the envelope of an empty geometry is undefined")
+    minx, miny, maxx, maxy = from_crs84(geom, crs).bounds
+    return (
+        f'<gml:Envelope srsName="{crs}" xmlns:gml="{GML_NS}">'
+        f"<gml:lowerCorner>{_num(minx)} {_num(miny)}</gml:lowerCorner>"
+        f"<gml:upperCorner>{_num(maxx)} {_num(maxy)}</gml:upperCorner></gml:Envelope>"
+    )
 
 
 def write_literal(geom: BaseGeometry, like: GeoValue) -> tuple[str, str]:

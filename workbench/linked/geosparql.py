@@ -28,7 +28,15 @@ from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
 
 from workbench.errors import DataError
-from workbench.linked.geometry import GeoValue, GeometryLiteralError, parse_literal, write_literal
+from workbench.linked.geometry import (
+    GeoValue,
+    GeometryLiteralError,
+    from_crs84,
+    parse_literal,
+    to_crs84,
+    write_gml_envelope,
+    write_literal,
+)
 from workbench.linked.vocab import GEOF, GML_LITERAL, TOPOLOGY_RELATIONS, UOM, WKT_LITERAL, XSD
 
 __all__ = [
@@ -244,6 +252,15 @@ def _buffer(a: Any, radius: Any, unit: Any) -> ox.Literal:
     return _geometry_literal(buffer(ga, _number(radius), unit=_iri(unit)), ga)
 
 
+def _envelope(a: Any) -> ox.Literal:
+    """Minimum bounding box: a ``gml:Envelope`` for GML input, a ``POLYGON`` for WKT (which has no box type)."""
+    ga = _geo(a)
+    if ga.kind == "gml":
+        return ox.Literal(write_gml_envelope(ga.geom, ga.crs), datatype=ox.NamedNode(GML_LITERAL))
+    native = from_crs84(ga.geom, ga.crs)  # the box is taken in the literal's own CRS, as GeoSPARQL asks
+    return _geometry_literal(to_crs84(shapely.envelope(native), ga.crs), ga)
+
+
 def _get_srid(a: Any) -> ox.Literal:
     return ox.Literal(_geo(a).crs, datatype=_ANYURI)
 
@@ -256,7 +273,7 @@ def _build() -> dict[str, Callable[..., Any]]:
             "distance": _distance,
             "buffer": _buffer,
             "convexHull": _unary(shapely.convex_hull),
-            "envelope": _unary(shapely.envelope),
+            "envelope": _envelope,
             "boundary": _unary(shapely.boundary),
             "intersection": _binary(shapely.intersection),
             "union": _binary(shapely.union),

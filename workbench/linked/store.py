@@ -155,11 +155,20 @@ class GeoStore:
         rule rdfs7) or ``"none"``. ``"rdfs"`` is not the default because datasets that
         declare specialised geometry properties (``ex:hasPointGeometry rdfs:subPropertyOf
         geo:hasGeometry``) would then answer every geometry of a feature to ``geo:hasGeometry``.
+    query_rewrite
+        Whether the topological property forms (``?a geo:sfWithin ?b``) are answered with the
+        GeoSPARQL query-rewrite extension (Req. 28-30: asserted triples and the relations
+        derived from the geometries) or, when ``False``, from the asserted triples only
+        (the topology vocabulary extension alone, Req. 4-6). The default for
+        :meth:`query`'s ``rewrite`` argument.
     """
 
-    def __init__(self, path: str | Path | None = None, *, entailment: str = "subclass") -> None:
+    def __init__(self, path: str | Path | None = None, *, entailment: str = "subclass",
+                 query_rewrite: bool = True) -> None:
         if entailment not in ("subclass", "rdfs", "none"):
             raise DataError(f"unknown entailment {entailment!r}: expected 'subclass', 'rdfs' or 'none'")
+        if not isinstance(query_rewrite, bool):
+            raise DataError(f"query_rewrite must be True or False, not {query_rewrite!r}")
         self.path = Path(path) if path is not None else None
         try:
             if self.path is not None:
@@ -170,6 +179,7 @@ class GeoStore:
         except OSError as exc:
             raise StorageError(f"cannot open the RDF store at {self.path}: {exc}") from exc
         self.entailment = entailment
+        self.query_rewrite = query_rewrite
         self.index = SpatialIndex()
         self._functions = geosparql.custom_functions()
         self._write_lock = threading.RLock()
@@ -370,8 +380,13 @@ class GeoStore:
 
     # ------------------------------------------------------------------ queries
 
-    def prepare(self, query: str, *, use_index: bool = True, rewrite: bool = True) -> tuple[str, bool]:
-        """The query text pyoxigraph will run, and whether it reads the index graph."""
+    def prepare(self, query: str, *, use_index: bool = True, rewrite: bool | None = None) -> tuple[str, bool]:
+        """The query text pyoxigraph will run, and whether it reads the index graph.
+
+        ``rewrite=None`` follows the store's ``query_rewrite`` setting.
+        """
+        if rewrite is None:
+            rewrite = self.query_rewrite
         text = rewrite_topology_properties(query) if rewrite else query
         if not use_index or len(self.index) == 0 or re.search(r"(?i)\bFROM\b|\bGRAPH\s*[?$]", text):
             return text, False
@@ -444,7 +459,7 @@ class GeoStore:
             f"GRAPH {graph} {{ ?_wb{n}a {lit} {spatial.left} . ?_wb{n}b {lit} {spatial.right} }} }} }}"
         )
 
-    def query(self, query: str, *, use_index: bool = True, rewrite: bool = True,
+    def query(self, query: str, *, use_index: bool = True, rewrite: bool | None = None,
               timeout: float | None = None, base_iri: str | None = None) -> Any:
         """Run a SPARQL query with GeoSPARQL; returns pyoxigraph's result object.
 
@@ -453,7 +468,8 @@ class GeoStore:
         use_index
             Answer FILTER-form spatial selections/joins with the spatial index.
         rewrite
-            Rewrite topological property forms (GeoSPARQL query rewrite extension).
+            Rewrite topological property forms (GeoSPARQL query rewrite extension);
+            ``None``: as the store's ``query_rewrite`` setting.
         timeout
             Seconds after which the GeoSPARQL functions stop computing (they answer
             errors); the caller enforces the wall-clock limit (see the endpoint).
