@@ -17,7 +17,12 @@ from workbench.errors import WorkbenchError
 __all__ = ["main", "build_parser"]
 
 #: Modules that add their own subcommands through ``register(subparsers)``.
-_COMMAND_MODULES: tuple[str, ...] = ("workbench.sentinel1.cli", "workbench.linked.cli")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "workbench.featurestore.cli",
+    "workbench.experiments.cli",
+    "workbench.sentinel1.cli",
+    "workbench.linked.cli",
+)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ __all__ = [
     "save_model",
     "get_model",
     "get_models",
+    "list_models",
     "get_best_model",
     "set_alias",
     "delete_alias",
@@ -77,8 +78,12 @@ def _check_metrics(metrics: Any) -> dict[str, float]:
         raise RegistryError(f"metrics must be a mapping of name to number, got {type(metrics).__name__}")
     out = {}
     for k, v in metrics.items():
-        if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float, np.number)) \
-                or not math.isfinite(float(v)):
+        if (
+            not isinstance(k, str)
+            or isinstance(v, bool)
+            or not isinstance(v, (int, float, np.number))
+            or not math.isfinite(float(v))
+        ):
             raise RegistryError(f"metric {k!r} must be a finite number, got {v!r}")
         out[k] = float(v)
     return out
@@ -89,11 +94,13 @@ def _tensor_specs(tensors: Any) -> list[dict[str, Any]]:
 
     out = []
     for t in tensors:
-        out.append({
-            "name": str(getattr(t, "name", "")).split(":")[0],
-            "shape": [None if d is None else int(d) for d in t.shape],
-            "dtype": keras.backend.standardize_dtype(t.dtype),
-        })
+        out.append(
+            {
+                "name": str(getattr(t, "name", "")).split(":")[0],
+                "shape": [None if d is None else int(d) for d in t.shape],
+                "dtype": keras.backend.standardize_dtype(t.dtype),
+            }
+        )
     return out
 
 
@@ -102,10 +109,39 @@ def signature_of(model: "keras.Model") -> dict[str, Any]:
     try:
         inputs, outputs = model.inputs, model.outputs
     except (AttributeError, ValueError) as exc:
-        raise RegistryError(f"cannot read the signature of the model ({exc}); build it or give input_example") from exc
+        raise RegistryError(
+            f"cannot read the signature of the model ({exc}); build it or give input_example"
+        ) from exc
     if not inputs:
         raise RegistryError("the model has no defined inputs; build it (call it once) before saving")
     return {"inputs": _tensor_specs(inputs), "outputs": _tensor_specs(outputs)}
+
+
+def _signature(model: "keras.Model", examples: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The model's own signature, or one read off the input example for a subclassed model."""
+    try:
+        return signature_of(model)
+    except RegistryError:
+        if not examples:
+            raise
+    arrays = list(examples.values())
+    try:
+        out = model(arrays[0] if len(arrays) == 1 and "x" in examples else dict(examples))
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"the model cannot be called on input_example: {exc}") from exc
+    outs = out if isinstance(out, (list, tuple)) else [out]
+
+    def spec(name: str, a: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "shape": [None, *[int(d) for d in a.shape[1:]]],
+            "dtype": str(np.asarray(a).dtype),
+        }
+
+    return {
+        "inputs": [spec(k, v) for k, v in examples.items()],
+        "outputs": [spec(f"output_{i}", o) for i, o in enumerate(outs)],
+    }
 
 
 def _example_arrays(example: Any) -> dict[str, np.ndarray]:
@@ -163,7 +199,9 @@ class ExportedModel:
             want = inputs[0]["shape"][1:]
             got = list(arrays[0].shape[1:])
             if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
-                raise RegistryError(f"input has shape {list(arrays[0].shape)}; the model expects [None, {want}]")
+                raise RegistryError(
+                    f"input has shape {list(arrays[0].shape)}; the model expects [None, {want}]"
+                )
         return self.model.predict(x, verbose=0, **kwargs)
 
     @property
@@ -209,20 +247,25 @@ def _provenance(training_dataset: Any) -> dict[str, Any] | None:
     from workbench.featurestore import FeatureView, TrainingDataset
 
     if isinstance(training_dataset, TrainingDataset):
-        return {"feature_view": training_dataset.metadata["feature_view"], "version": training_dataset.version,
-                "provenance": training_dataset.provenance}
+        return {
+            "feature_view": training_dataset.metadata["feature_view"],
+            "version": training_dataset.version,
+            "provenance": training_dataset.provenance,
+        }
     if not isinstance(training_dataset, (tuple, list)) or len(training_dataset) != 2:
         raise RegistryError(
-            "training_dataset must be (feature_view, version) or a TrainingDataset, "
-            f"got {training_dataset!r}"
+            f"training_dataset must be (feature_view, version) or a TrainingDataset, got {training_dataset!r}"
         )
     view, version = training_dataset
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise RegistryError(f"training dataset version must be an integer >= 1, got {version!r}")
     if isinstance(view, FeatureView):
         td = view.get_training_dataset_metadata(version)
-        return {"feature_view": {"name": view.name, "version": view.version}, "version": version,
-                "provenance": td.provenance}
+        return {
+            "feature_view": {"name": view.name, "version": view.version},
+            "version": version,
+            "provenance": td.provenance,
+        }
     if isinstance(view, str):
         return {"feature_view": {"name": view}, "version": version}
     raise RegistryError(f"training_dataset view must be a FeatureView or its name, got {type(view).__name__}")
@@ -279,11 +322,13 @@ def save_model(
     provenance = _provenance(training_dataset)
     for alias in aliases:
         _check_alias(alias)
-    signature = signature_of(model)
+    signature = _signature(model, examples)
     c = client(project)
     exp = experiment_id(REGISTRY_EXPERIMENT, project)
-    run = retry_locked(lambda: c.create_run(exp, run_name=f"{name}-{uuid.uuid4().hex[:6]}",
-                                            tags={"workbench.model": name}), what="creating a run")
+    run = retry_locked(
+        lambda: c.create_run(exp, run_name=f"{name}-{uuid.uuid4().hex[:6]}", tags={"workbench.model": name}),
+        what="creating a run",
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "model"
@@ -306,7 +351,9 @@ def save_model(
         for k, v in metric_values.items():
             retry_locked(lambda k=k, v=v: c.log_metric(run.info.run_id, k, v), what="logging a metric")
         for k, v in (params or {}).items():
-            retry_locked(lambda k=k, v=v: c.log_param(run.info.run_id, k, str(v)[:500]), what="logging a param")
+            retry_locked(
+                lambda k=k, v=v: c.log_param(run.info.run_id, k, str(v)[:500]), what="logging a param"
+            )
         retry_locked(lambda: c.set_terminated(run.info.run_id, "FINISHED"), what="ending the run")
     except BaseException:
         retry_locked(lambda: c.set_terminated(run.info.run_id, "FAILED"), what="ending the run")
@@ -324,8 +371,12 @@ def save_model(
 
     retry_locked(ensure_model, what=f"registering model {name!r}")
     mv = retry_locked(
-        lambda: c.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
-                                       description=description or None),
+        lambda: c.create_model_version(
+            name,
+            source=f"runs:/{run.info.run_id}/model",
+            run_id=run.info.run_id,
+            description=description or None,
+        ),
         what=f"creating a version of {name!r}",
     )
     for alias in aliases:
@@ -335,13 +386,19 @@ def save_model(
 
 
 def _check_alias(alias: Any) -> str:
-    if not isinstance(alias, str) or not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", alias) \
-            or re.match(r"^[vV]\d+$", alias) or alias.lower() == "latest":
+    if (
+        not isinstance(alias, str)
+        or not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", alias)
+        or re.match(r"^[vV]\d+$", alias)
+        or alias.lower() == "latest"
+    ):
         raise RegistryError(f"alias must be a name like 'champion' (not 'latest' or 'v1'), got {alias!r}")
     return alias
 
 
-def get_model(name: str, version: int | None = None, *, alias: str | None = None, project: Any = None) -> ModelVersion:
+def get_model(
+    name: str, version: int | None = None, *, alias: str | None = None, project: Any = None
+) -> ModelVersion:
     """A version of ``name``: by number, by alias, or the latest when neither is given."""
     _check_name(name)
     c = client(project)
@@ -370,6 +427,11 @@ def get_model(name: str, version: int | None = None, *, alias: str | None = None
     return _to_version(mv, project)
 
 
+def list_models(*, project: Any = None) -> list[str]:
+    """Names of the registered models."""
+    return sorted(m.name for m in client(project).search_registered_models())
+
+
 def get_models(name: str, *, project: Any = None) -> list[ModelVersion]:
     """Every version of ``name``, oldest first."""
     _check_name(name)
@@ -385,7 +447,9 @@ def get_best_model(name: str, metric: str, direction: str = "max", *, project: A
     if not candidates:
         raise RegistryError(f"no version of model {name!r} has metric {metric!r}")
     pick = max if direction == "max" else min
-    return pick(candidates, key=lambda v: (v.metrics[metric], v.version if direction == "max" else -v.version))
+    return pick(
+        candidates, key=lambda v: (v.metrics[metric], v.version if direction == "max" else -v.version)
+    )
 
 
 def set_alias(name: str, alias: str, version: int, *, project: Any = None) -> None:
@@ -394,7 +458,9 @@ def set_alias(name: str, alias: str, version: int, *, project: Any = None) -> No
     _check_alias(alias)
     get_model(name, version, project=project)
     c = client(project)
-    retry_locked(lambda: c.set_registered_model_alias(name, alias, str(int(version))), what="setting an alias")
+    retry_locked(
+        lambda: c.set_registered_model_alias(name, alias, str(int(version))), what="setting an alias"
+    )
 
 
 def delete_alias(name: str, alias: str, *, project: Any = None) -> None:
@@ -405,7 +471,9 @@ def delete_alias(name: str, alias: str, *, project: Any = None) -> None:
     retry_locked(lambda: c.delete_registered_model_alias(name, alias), what="deleting an alias")
 
 
-def export(name: str, version: int | str | None, path: str | os.PathLike[str], *, project: Any = None) -> Path:
+def export(
+    name: str, version: int | str | None, path: str | os.PathLike[str], *, project: Any = None
+) -> Path:
     """Write version ``version`` (number, alias, or None for the latest) of ``name`` to ``path``.
 
     ``path`` ending in ``.tar.gz``, ``.tgz`` or ``.zip`` gives an archive, else a
@@ -414,8 +482,11 @@ def export(name: str, version: int | str | None, path: str | os.PathLike[str], *
     example: everything :func:`load` needs, without the registry. The target
     is written under a temporary name and renamed into place.
     """
-    mv = get_model(name, version, project=project) if not isinstance(version, str) or version.isdigit() \
+    mv = (
+        get_model(name, version, project=project)
+        if not isinstance(version, str) or version.isdigit()
         else get_model(name, alias=version, project=project)
+    )
     target = Path(path).absolute()
     if target.exists():
         raise RegistryError(f"export target {target} exists; remove it or choose another path")
@@ -424,8 +495,13 @@ def export(name: str, version: int | str | None, path: str | os.PathLike[str], *
         folder = Path(tmp) / "model"
         shutil.copytree(mv.path, folder)
         meta = json.loads((folder / METADATA_FILE).read_text())
-        meta.update(version=mv.version, run_id=mv.run_id, metrics=mv.metrics, aliases=mv.aliases,
-                    exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat())
+        meta.update(
+            version=mv.version,
+            run_id=mv.run_id,
+            metrics=mv.metrics,
+            aliases=mv.aliases,
+            exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+        )
         (folder / METADATA_FILE).write_text(json.dumps(meta, indent=1, default=str))
         name_l = target.name.lower()
         if name_l.endswith((".tar.gz", ".tgz")):
@@ -480,8 +556,11 @@ def _load_folder(folder: Path, source: Path, keras: Any) -> ExportedModel:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=True)
         signature = json.loads((folder / SIGNATURE_FILE).read_text())
         metadata = json.loads((folder / METADATA_FILE).read_text())
-    except (ValueError, OSError, json.JSONDecodeError) as exc:
-        raise RegistryError(f"{source}: cannot load the exported model: {exc}") from exc
+    except (TypeError, ValueError, OSError, json.JSONDecodeError) as exc:
+        raise RegistryError(
+            f"{source}: cannot load the exported model: {exc} (a model with custom layers or a subclassed "
+            "model needs its classes imported and registered with keras.saving.register_keras_serializable)"
+        ) from exc
     keep = folder
     if not source.is_dir():
         keep = Path(tempfile.mkdtemp(prefix="wb-model-"))

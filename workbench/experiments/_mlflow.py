@@ -6,14 +6,12 @@ Shared by :mod:`workbench.registry` and :mod:`workbench.experiments`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from workbench.config import Settings, load_settings
-from workbench.errors import ConfigError
+from workbench.featurestore._common import project_settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -24,17 +22,6 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _clients: dict[str, "MlflowClient"] = {}
 T = TypeVar("T")
-
-
-def project_settings(project: Any = None) -> Settings:
-    """Settings of ``project`` (a directory, Settings, or None for the current settings)."""
-    if project is None:
-        return load_settings()
-    if isinstance(project, Settings):
-        return project
-    if isinstance(project, (str, os.PathLike)):
-        return load_settings(project_dir=Path(project))
-    raise ConfigError(f"project must be None, a project directory or Settings, got {type(project).__name__}")
 
 
 def _mlruns(project: Any) -> Path:
@@ -57,23 +44,22 @@ def artifact_root(project: Any = None) -> Path:
 
 def retry_locked(func: Callable[[], T], *, attempts: int = 60, what: str = "MLflow call") -> T:
     """Call ``func``, retrying while sqlite reports a lock or a lost race on a unique key."""
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
             return func()
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/mlflow wrap sqlite errors in several types
             text = str(exc).lower()
-            transient = "database is locked" in text or "unique constraint" in text or "integrityerror" in text \
-                or "deadlock" in text or "busy" in text
-            if not transient or attempt == attempts - 1:
+            if not any(
+                s in text for s in ("database is locked", "unique constraint", "integrityerror", "busy")
+            ):
                 raise
             log.debug("%s: transient sqlite error (%s), retry %d", what, exc, attempt + 1)
             time.sleep(min(0.05 * (attempt + 1), 0.5))
-    raise AssertionError("unreachable")
+    return func()
 
 
 def client(project: Any = None) -> "MlflowClient":
     """An MLflow client on the project's store (created once per store and process)."""
-    from mlflow import MlflowClient
 
     uri = tracking_uri(project)
     with _lock:

@@ -127,8 +127,14 @@ class _Components:
                 raise ExperimentError(f"{self.kind} {n!r} is included twice")
             self.single.append(n)
 
-    def include_groups(self, name: str | None = None, members: Sequence[str] = (), *, prefix: str | None = None,
-                       available: Sequence[str] = ()) -> None:
+    def include_groups(
+        self,
+        name: str | None = None,
+        members: Sequence[str] = (),
+        *,
+        prefix: str | None = None,
+        available: Sequence[str] = (),
+    ) -> None:
         """Ablate ``members`` together as one component named ``name``.
 
         With ``prefix``, the members are the ``available`` names that start with it.
@@ -137,7 +143,9 @@ class _Components:
             members = [a for a in available if a.startswith(prefix)]
             name = name or prefix
         if isinstance(members, str) or not members or not all(isinstance(m, str) and m for m in members):
-            raise ExperimentError(f"{self.kind} group {name!r} needs a non-empty list of names, got {members!r}")
+            raise ExperimentError(
+                f"{self.kind} group {name!r} needs a non-empty list of names, got {members!r}"
+            )
         if not isinstance(name, str) or not name:
             raise ExperimentError(f"{self.kind} group needs a name, got {name!r}")
         if name in self.groups:
@@ -164,8 +172,12 @@ class AblationStudy:
     ablated whole with ``study.include_feature_group(fg)``.
     """
 
-    def __init__(self, training_dataset_name: str = "", training_dataset_version: int | None = None,
-                 label_name: str | Sequence[str] = "") -> None:
+    def __init__(
+        self,
+        training_dataset_name: str = "",
+        training_dataset_version: int | None = None,
+        label_name: str | Sequence[str] = "",
+    ) -> None:
         self.training_dataset_name = training_dataset_name
         self.training_dataset_version = training_dataset_version
         self.label_name = label_name
@@ -174,9 +186,11 @@ class AblationStudy:
 
     def include_feature_group(self, group: Any, *, features: Sequence[str] | None = None) -> None:
         """Ablate the features of a feature-store group together (its keys and event time excluded)."""
-        names = list(features) if features is not None else [
-            f for f in group.feature_names() if f not in set(group.primary_key) | {group.event_time}
-        ]
+        names = (
+            list(features)
+            if features is not None
+            else [f for f in group.feature_names() if f not in set(group.primary_key) | {group.event_time}]
+        )
         self.features.include_groups(group.name, names)
 
     def components(self) -> list[tuple[str, str, list[str]]]:
@@ -217,7 +231,9 @@ class AblationConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.ablation_study, AblationStudy):
-            raise ExperimentError(f"ablation_study must be an AblationStudy, got {type(self.ablation_study).__name__}")
+            raise ExperimentError(
+                f"ablation_study must be an AblationStudy, got {type(self.ablation_study).__name__}"
+            )
         if self.ablator not in ABLATORS:
             raise ExperimentError(f"ablator must be one of {ABLATORS}, got {self.ablator!r}")
         if self.direction not in DIRECTIONS:
@@ -229,11 +245,24 @@ class AblationConfig:
 
     def trials(self) -> list[dict[str, Any]]:
         """The LOCO trials: the base, then one per left-out component."""
-        out: list[dict[str, Any]] = [{"component": None, "kind": "base", "excluded_features": [],
-                                      "excluded_layers": [], **self.hparams}]
+        out: list[dict[str, Any]] = [
+            {
+                "component": None,
+                "kind": "base",
+                "excluded_features": [],
+                "excluded_layers": [],
+                **self.hparams,
+            }
+        ]
         for name, kind, members in self.ablation_study.components():
             is_layer = kind.startswith("layer")
-            out.append({"component": name, "kind": kind,
-                        "excluded_features": [] if is_layer else list(members),
-                        "excluded_layers": list(members) if is_layer else [], **self.hparams})
+            out.append(
+                {
+                    "component": name,
+                    "kind": kind,
+                    "excluded_features": [] if is_layer else list(members),
+                    "excluded_layers": list(members) if is_layer else [],
+                    **self.hparams,
+                }
+            )
         return out

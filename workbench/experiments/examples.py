@@ -44,16 +44,21 @@ class PixelClassifierTrainer:
     batch_size: int = 64
     seed: int = 0
     storage_options: dict[str, Any] | None = None
-    defaults: dict[str, Any] = field(default_factory=lambda: {"lr": 3e-3, "units": 32, "layers": 2, "dropout": 0.0})
+    defaults: dict[str, Any] = field(
+        default_factory=lambda: {"lr": 3e-3, "units": 32, "layers": 2, "dropout": 0.0}
+    )
 
     def _dataset(self) -> Any:
         from workbench.featurestore import FeatureStore
 
         fs = FeatureStore(root=self.feature_store_root, storage_options=self.storage_options)
-        return fs.get_feature_view(self.view, self.view_version).get_training_dataset_metadata(self.td_version)
+        return fs.get_feature_view(self.view, self.view_version).get_training_dataset_metadata(
+            self.td_version
+        )
 
-    def load(self, excluded_features: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                                               dict[str, np.ndarray], np.ndarray, int]:
+    def load(
+        self, excluded_features: list[str] | tuple[str, ...] = ()
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], np.ndarray, int]:
         """``(x_train, y_train, x_test, y_test, n_classes)`` with the excluded features left out."""
         td = self._dataset()
         names = list(td.metadata["x_features"])
@@ -72,8 +77,13 @@ class PixelClassifierTrainer:
         n_classes = int(max(splits[0][1].max(), splits[1][1].max())) + 1
         return splits[0][0], splits[0][1], splits[1][0], splits[1][1], n_classes
 
-    def build(self, hparams: dict[str, Any], x: dict[str, np.ndarray], n_classes: int,
-              excluded_layers: list[str] | tuple[str, ...] = ()) -> "keras.Model":
+    def build(
+        self,
+        hparams: dict[str, Any],
+        x: dict[str, np.ndarray],
+        n_classes: int,
+        excluded_layers: list[str] | tuple[str, ...] = (),
+    ) -> "keras.Model":
         """The Keras model for ``hparams`` (layers named in ``excluded_layers`` are left out)."""
         import keras
 
@@ -92,7 +102,9 @@ class PixelClassifierTrainer:
             h.adapt(x["features"])
             h = h(inputs["features"])
             if "tabular_dense" not in skip:
-                h = keras.layers.Dense(max(4, int(hp["units"]) // 2), activation="relu", name="tabular_dense")(h)
+                h = keras.layers.Dense(
+                    max(4, int(hp["units"]) // 2), activation="relu", name="tabular_dense"
+                )(h)
             branches.append(h)
         h = branches[0] if len(branches) == 1 else keras.layers.Concatenate(name="concat")(branches)
         for i in range(1, int(hp["layers"]) + 1):
@@ -103,11 +115,16 @@ class PixelClassifierTrainer:
                 h = keras.layers.Dropout(float(hp["dropout"]), name=f"dropout_{i}")(h)
         out = keras.layers.Dense(n_classes, activation="softmax", name="out")(h)
         model = keras.Model(inputs, out, name="pixel_classifier")
-        model.compile(optimizer=keras.optimizers.Adam(float(hp["lr"])), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(float(hp["lr"])),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         return model
 
-    def fit(self, hparams: dict[str, Any], reporter: Reporter | None = None) -> tuple["keras.Model", dict[str, float]]:
+    def fit(
+        self, hparams: dict[str, Any], reporter: Reporter | None = None
+    ) -> tuple["keras.Model", dict[str, float]]:
         """Train with ``hparams``; broadcast the test accuracy after each epoch; return the model and metrics."""
         import keras
 

@@ -79,8 +79,9 @@ class ExperimentResult:
     def figures(self) -> dict[str, "Figure"]:
         """The plots as matplotlib figures."""
         states = dict(zip(self.table["number"], self.table["state"]))
-        out: dict[str, Figure] = {"learning_curves": plots.learning_curves(self.histories, states,
-                                                                           key=self.optimization_key)}
+        out: dict[str, Figure] = {
+            "learning_curves": plots.learning_curves(self.histories, states, key=self.optimization_key)
+        }
         if self.kind == "optimization" and self.study is not None:
             if any(t.state.name == "COMPLETE" for t in self.study.trials):
                 out["optimization_history"] = plots.optimization_history(self.study)
@@ -120,7 +121,9 @@ def _client(cluster: Any) -> "Client | None":
         return get_client(None)
     if isinstance(cluster, str):
         return get_client(cluster)
-    raise ExperimentError(f"cluster must be None, 'local', a scheduler address or a dask Client, got {cluster!r}")
+    raise ExperimentError(
+        f"cluster must be None, 'local', a scheduler address or a dask Client, got {cluster!r}"
+    )
 
 
 def _workers(client: "Client") -> int:
@@ -163,27 +166,47 @@ def lagom(
     """
     _check_train_fn(train_fn)
     if not isinstance(config, (OptimizationConfig, AblationConfig)):
-        raise ExperimentError(f"config must be an OptimizationConfig or AblationConfig, got {type(config).__name__}")
+        raise ExperimentError(
+            f"config must be an OptimizationConfig or AblationConfig, got {type(config).__name__}"
+        )
     client = _client(cluster)
     parallel = client is not None
     kind = "optimization" if isinstance(config, OptimizationConfig) else "ablation"
     key = config.optimization_key
     tracker = None
     if track:
-        params = ({"optimizer": config.optimizer, "num_trials": config.num_trials, "direction": config.direction,
-                   "es_policy": config.es_policy, "searchspace": config.searchspace.to_dict()}
-                  if isinstance(config, OptimizationConfig)
-                  else {"ablator": config.ablator, "direction": config.direction,
-                        "components": [c[0] for c in config.ablation_study.components()]})
-        tracker = Tracker(config.name, project=project, params=params,
-                          tags={"workbench.kind": kind, "mlflow.note.content": config.description})
+        params = (
+            {
+                "optimizer": config.optimizer,
+                "num_trials": config.num_trials,
+                "direction": config.direction,
+                "es_policy": config.es_policy,
+                "searchspace": config.searchspace.to_dict(),
+            }
+            if isinstance(config, OptimizationConfig)
+            else {
+                "ablator": config.ablator,
+                "direction": config.direction,
+                "components": [c[0] for c in config.ablation_study.components()],
+            }
+        )
+        tracker = Tracker(
+            config.name,
+            project=project,
+            params=params,
+            tags={"workbench.kind": kind, "mlflow.note.content": config.description},
+        )
 
     study = None
     if isinstance(config, OptimizationConfig):
-        study, specs = _optuna_specs(config, client)
+        study, specs = _optuna_specs(config, client, project)
     else:
-        specs = iter([{"mode": "fixed", "index": i, "params": p, "optimization_key": key}
-                      for i, p in enumerate(config.trials())])
+        specs = iter(
+            [
+                {"mode": "fixed", "index": i, "params": p, "optimization_key": key}
+                for i, p in enumerate(config.trials())
+            ]
+        )
     total = _total(config)
     records: list[dict[str, Any]] = []
     logged: dict[int, Future[str]] = {}
@@ -198,8 +221,11 @@ def lagom(
                     logged[record["number"]] = pool.submit(tracker.trial, record, key=key)
                 progress.update(1)
                 if record["state"] == "FAIL":
-                    log.warning("trial %s failed: %s", record["number"],
-                                (record["error"] or "").strip().splitlines()[-1:])
+                    log.warning(
+                        "trial %s failed: %s",
+                        record["number"],
+                        (record["error"] or "").strip().splitlines()[-1:],
+                    )
         except BaseException:
             pool.shutdown(wait=True)
             if tracker is not None:
@@ -219,9 +245,11 @@ def lagom(
     if tracker is not None:
         files = _save_plots(result, tracker)
         result.plots = {k: tracker.artifact_dir / v.name for k, v in files.items()}
-        summary = {"trials_complete": float((result.table["state"] == "COMPLETE").sum()),
-                   "trials_pruned": float((result.table["state"] == "PRUNED").sum()),
-                   "trials_failed": float((result.table["state"] == "FAIL").sum())}
+        summary = {
+            "trials_complete": float((result.table["state"] == "COMPLETE").sum()),
+            "trials_pruned": float((result.table["state"] == "PRUNED").sum()),
+            "trials_failed": float((result.table["state"] == "FAIL").sum()),
+        }
         if result.best is not None and result.best.get("value") is not None:
             summary[f"best_{key}"] = float(result.best["value"])
         tracker.finish(metrics=summary, files=files)
@@ -236,12 +264,43 @@ def _total(config: OptimizationConfig | AblationConfig) -> int:
         grid = config.searchspace.grid(config.grid_points)
         size = config.searchspace.grid_size(grid)
         if size < config.num_trials:
-            log.info("grid search: the grid has %d points; running %d trials, not %d", size, size, config.num_trials)
+            log.info(
+                "grid search: the grid has %d points; running %d trials, not %d",
+                size,
+                size,
+                config.num_trials,
+            )
         return min(size, config.num_trials)
     return config.num_trials
 
 
-def _optuna_specs(config: OptimizationConfig, client: "Client | None") -> tuple[Any, Iterator[dict[str, Any]]]:
+def _cluster_storage(client: "Client", project: Any) -> Any:
+    """Study storage shared by the workers: Optuna's Dask storage, else a journal file under the project."""
+    from optuna.exceptions import ExperimentalWarning
+
+    try:
+        from optuna_integration import DaskStorage
+    except ImportError:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        from workbench.experiments._mlflow import artifact_root
+
+        path = artifact_root(project).parent / "optuna-journal.log"
+        log.warning(
+            "optuna-integration is not installed: the study lives in %s (with file locks), which every "
+            "Dask worker must be able to open; pip install optuna-integration for Optuna's Dask storage",
+            path,
+        )
+        return JournalStorage(JournalFileBackend(str(path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return DaskStorage(client=client)
+
+
+def _optuna_specs(
+    config: OptimizationConfig, client: "Client | None", project: Any = None
+) -> tuple[Any, Iterator[dict[str, Any]]]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -249,26 +308,31 @@ def _optuna_specs(config: OptimizationConfig, client: "Client | None") -> tuple[
     if client is None:
         storage: Any = optuna.storages.InMemoryStorage()
     else:
-        from optuna.exceptions import ExperimentalWarning
-        from optuna_integration import DaskStorage
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            storage = DaskStorage(client=client)
+        storage = _cluster_storage(client, project)
     direction = "maximize" if config.direction == "max" else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, direction=direction)
     grid = config.searchspace.grid(config.grid_points) if config.optimizer == "gridsearch" else None
     base = {
-        "mode": "optuna", "storage": storage, "study": name, "optimizer": config.optimizer,
-        "searchspace": config.searchspace, "grid": grid, "seed": config.seed, "parallel": client is not None,
-        "es_policy": config.es_policy, "es_min": config.es_min, "es_interval": config.es_interval,
-        "max_steps": config.max_steps, "optimization_key": config.optimization_key,
+        "mode": "optuna",
+        "storage": storage,
+        "study": name,
+        "optimizer": config.optimizer,
+        "searchspace": config.searchspace,
+        "grid": grid,
+        "seed": config.seed,
+        "parallel": client is not None,
+        "es_policy": config.es_policy,
+        "es_min": config.es_min,
+        "es_interval": config.es_interval,
+        "max_steps": config.max_steps,
+        "optimization_key": config.optimization_key,
     }
     return study, iter([{**base, "index": i} for i in range(_total(config))])
 
 
-def _execute(train_fn: Callable[..., Any], specs: Iterator[dict[str, Any]],
-             client: "Client | None") -> Iterator[dict[str, Any]]:
+def _execute(
+    train_fn: Callable[..., Any], specs: Iterator[dict[str, Any]], client: "Client | None"
+) -> Iterator[dict[str, Any]]:
     if client is None:
         for spec in specs:
             yield run_trial(train_fn, spec)
@@ -276,29 +340,62 @@ def _execute(train_fn: Callable[..., Any], specs: Iterator[dict[str, Any]],
     from distributed import as_completed
 
     slots = _workers(client)
-    scattered = client.scatter(train_fn, broadcast=True, hash=False) if not inspect.isfunction(train_fn) else train_fn
+    scattered = (
+        client.scatter(train_fn, broadcast=True, hash=False) if not inspect.isfunction(train_fn) else train_fn
+    )
     pending = as_completed()
     for spec in specs:
-        pending.add(client.submit(run_trial, scattered, spec, pure=False, key=f"trial-{spec.get('study', 'abl')}-"
-                                  f"{spec['index']}-{uuid.uuid4().hex[:6]}"))
+        pending.add(
+            client.submit(
+                run_trial,
+                scattered,
+                spec,
+                pure=False,
+                key=f"trial-{spec.get('study', 'abl')}-{spec['index']}-{uuid.uuid4().hex[:6]}",
+            )
+        )
         if pending.count() >= slots:
             break
     for future in pending:
         try:
             record = future.result()
         except Exception as exc:  # noqa: BLE001 - a lost worker fails the trial, not the experiment
-            record = {"number": -1, "params": {}, "metrics": {}, "value": None, "state": "FAIL",
-                      "error": f"{type(exc).__name__}: {exc}", "history": [], "messages": [], "artifacts": [],
-                      "started": 0.0, "duration": 0.0, "worker": ""}
+            record = {
+                "number": -1,
+                "params": {},
+                "metrics": {},
+                "value": None,
+                "state": "FAIL",
+                "error": f"{type(exc).__name__}: {exc}",
+                "history": [],
+                "messages": [],
+                "artifacts": [],
+                "started": 0.0,
+                "duration": 0.0,
+                "worker": "",
+            }
         yield record
         nxt = next(specs, None)
         if nxt is not None:
-            pending.add(client.submit(run_trial, scattered, nxt, pure=False,
-                                      key=f"trial-{nxt.get('study', 'abl')}-{nxt['index']}-{uuid.uuid4().hex[:6]}"))
+            pending.add(
+                client.submit(
+                    run_trial,
+                    scattered,
+                    nxt,
+                    pure=False,
+                    key=f"trial-{nxt.get('study', 'abl')}-{nxt['index']}-{uuid.uuid4().hex[:6]}",
+                )
+            )
 
 
-def _result(config: OptimizationConfig | AblationConfig, kind: str, records: list[dict[str, Any]],
-            run_ids: dict[int, str], study: Any, tracker: Tracker | None) -> ExperimentResult:
+def _result(
+    config: OptimizationConfig | AblationConfig,
+    kind: str,
+    records: list[dict[str, Any]],
+    run_ids: dict[int, str],
+    study: Any,
+    tracker: Tracker | None,
+) -> ExperimentResult:
     key = config.optimization_key
     rows = []
     for r in sorted(records, key=lambda r: r["number"]):
@@ -309,8 +406,12 @@ def _result(config: OptimizationConfig | AblationConfig, kind: str, records: lis
             row.update({f"param_{k}": v for k, v in r["params"].items()})
         row[key] = r["value"]
         row.update({k: v for k, v in r["metrics"].items() if k != key})
-        row.update(steps=len(r["history"]), duration_s=r["duration"], run_id=run_ids.get(r["number"]),
-                   error=(r["error"] or "").strip().splitlines()[-1] if r["error"] else None)
+        row.update(
+            steps=len(r["history"]),
+            duration_s=r["duration"],
+            run_id=run_ids.get(r["number"]),
+            error=(r["error"] or "").strip().splitlines()[-1] if r["error"] else None,
+        )
         rows.append(row)
     table = pd.DataFrame(rows)
     sign = 1.0 if config.direction == "max" else -1.0
@@ -320,19 +421,38 @@ def _result(config: OptimizationConfig | AblationConfig, kind: str, records: lis
         base = next((r for r in records if r["params"].get("kind") == "base"), None)
         base_value = base["value"] if base is not None and base["state"] == "COMPLETE" else None
         table["drop"] = [
-            (sign * (base_value - v)) if base_value is not None and v is not None and s == "COMPLETE" else np.nan
+            (sign * (base_value - v))
+            if base_value is not None and v is not None and s == "COMPLETE"
+            else np.nan
             for v, s in zip(table[key], table["state"])
         ]
         if base is not None:
-            best = {"number": base["number"], "params": base["params"], "value": base["value"],
-                    "metrics": base["metrics"]}
+            best = {
+                "number": base["number"],
+                "params": base["params"],
+                "value": base["value"],
+                "metrics": base["metrics"],
+            }
     elif complete:
         pick = max(complete, key=lambda r: sign * r["value"])
-        best = {"number": pick["number"], "params": pick["params"], "value": pick["value"], "metrics": pick["metrics"]}
+        best = {
+            "number": pick["number"],
+            "params": pick["params"],
+            "value": pick["value"],
+            "metrics": pick["metrics"],
+        }
     histories = {r["number"]: list(r["history"]) for r in records}
-    return ExperimentResult(name=config.name, kind=kind, optimization_key=key, direction=config.direction,
-                            table=table, best=best, histories=histories,
-                            run_id=tracker.run_id if tracker else None, study=study)
+    return ExperimentResult(
+        name=config.name,
+        kind=kind,
+        optimization_key=key,
+        direction=config.direction,
+        table=table,
+        best=best,
+        histories=histories,
+        run_id=tracker.run_id if tracker else None,
+        study=study,
+    )
 
 
 def _save_plots(result: ExperimentResult, tracker: Tracker) -> dict[str, Path]:

@@ -27,7 +27,11 @@ def remove_layers(model: "keras.Sequential", names: Sequence[str]) -> "keras.Seq
     missing = [n for n in names if n not in have]
     if missing:
         raise ExperimentError(f"model has no layer(s) {missing}; its layers are {have}")
-    kept = [layer.__class__.from_config(layer.get_config()) for layer in model.layers if layer.name not in set(names)]
+    kept = [
+        layer.__class__.from_config(layer.get_config())
+        for layer in model.layers
+        if layer.name not in set(names)
+    ]
     inputs = [keras.Input(shape=model.input_shape[1:])] if getattr(model, "inputs", None) else []
     try:
         return keras.Sequential(inputs + kept, name=f"{model.name}_ablated")

@@ -49,8 +49,9 @@ def parameter_importance(study: Any) -> "Figure | None":
     return ax.figure
 
 
-def learning_curves(histories: Mapping[int, list[tuple[int, float]]], states: Mapping[int, str], *,
-                    key: str) -> "Figure":
+def learning_curves(
+    histories: Mapping[int, list[tuple[int, float]]], states: Mapping[int, str], *, key: str
+) -> "Figure":
     """The broadcast metric of every trial against its step (pruned trials dashed, failed dotted)."""
     fig = _figure()
     ax = fig.add_subplot()

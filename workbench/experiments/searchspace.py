@@ -46,18 +46,28 @@ class Searchspace:
         kind, values = spec[0], spec[1]
         log = len(spec) == 3 and spec[2] == "log"
         if len(spec) == 3 and not log:
-            raise ExperimentError(f"hyper-parameter {name!r}: the third element may only be 'log', got {spec[2]!r}")
+            raise ExperimentError(
+                f"hyper-parameter {name!r}: the third element may only be 'log', got {spec[2]!r}"
+            )
         if not isinstance(kind, str) or kind.upper() not in PARAM_TYPES:
-            raise ExperimentError(f"hyper-parameter {name!r}: type must be one of {PARAM_TYPES}, got {kind!r}")
+            raise ExperimentError(
+                f"hyper-parameter {name!r}: type must be one of {PARAM_TYPES}, got {kind!r}"
+            )
         kind = kind.upper()
         if not isinstance(values, (list, tuple)) or not values:
-            raise ExperimentError(f"hyper-parameter {name!r}: values must be a non-empty list, got {values!r}")
+            raise ExperimentError(
+                f"hyper-parameter {name!r}: values must be a non-empty list, got {values!r}"
+            )
         values = list(values)
         if kind in ("DOUBLE", "INTEGER"):
             if len(values) != 2 or not all(_number(v) for v in values) or values[0] >= values[1]:
-                raise ExperimentError(f"hyper-parameter {name!r}: {kind} needs [low, high] with low < high, got {values}")
+                raise ExperimentError(
+                    f"hyper-parameter {name!r}: {kind} needs [low, high] with low < high, got {values}"
+                )
             if kind == "INTEGER" and not all(float(v).is_integer() for v in values):
-                raise ExperimentError(f"hyper-parameter {name!r}: INTEGER bounds must be integers, got {values}")
+                raise ExperimentError(
+                    f"hyper-parameter {name!r}: INTEGER bounds must be integers, got {values}"
+                )
             if log and (kind != "DOUBLE" or values[0] <= 0):
                 raise ExperimentError(f"hyper-parameter {name!r}: 'log' needs a DOUBLE with low > 0")
         elif kind == "DISCRETE" and not all(_number(v) for v in values):
@@ -111,8 +121,11 @@ class Searchspace:
                 out[name] = [float(v) for v in grid]
             elif kind == "INTEGER":
                 lo, hi = int(values[0]), int(values[1])
-                out[name] = list(range(lo, hi + 1)) if hi - lo + 1 <= points else sorted(
-                    {int(round(v)) for v in np.linspace(lo, hi, points)})
+                out[name] = (
+                    list(range(lo, hi + 1))
+                    if hi - lo + 1 <= points
+                    else sorted({int(round(v)) for v in np.linspace(lo, hi, points)})
+                )
             else:
                 out[name] = list(values)
         return out

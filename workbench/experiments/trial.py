@@ -101,7 +101,9 @@ def make_pruner(optimizer: str, *, es_policy: str, es_min: int, max_steps: int |
     if optimizer == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if optimizer == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_steps or "auto", reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max_steps or "auto", reduction_factor=3
+        )
     if es_policy == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=es_min, n_warmup_steps=1)
     return optuna.pruners.NopPruner()
@@ -119,11 +121,28 @@ def _metrics(out: Any, key: str, reporter: Reporter) -> dict[str, float]:
                 raise ExperimentError(f"train_fn returned metric {k!r} = {v!r}; metrics must be numbers")
             metrics[str(k)] = float(v)
         if key not in metrics:
-            raise ExperimentError(f"train_fn returned metrics {sorted(metrics)}, without optimization_key {key!r}")
+            raise ExperimentError(
+                f"train_fn returned metrics {sorted(metrics)}, without optimization_key {key!r}"
+            )
         return metrics
     if isinstance(out, (int, float, np.number)) and not isinstance(out, bool):
         return {key: float(out)}
     raise ExperimentError(f"train_fn must return a number or a dict of metrics, got {type(out).__name__}")
+
+
+def _tell(study: Any, trial: Any, state: str, value: float | None) -> None:
+    """Finish the Optuna trial once, whatever the outcome."""
+    optuna = _import_optuna()
+    try:
+        if state == "COMPLETE":
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+    except RuntimeError as exc:
+        # GridSampler stops the study when its grid is used up, which Optuna only allows inside
+        # study.optimize; with ask/tell the trial is already recorded when that is raised
+        if "Study.stop" not in str(exc):
+            raise
 
 
 def run_trial(train_fn: Callable[[dict[str, Any], Reporter], Any], spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,10 +163,17 @@ def run_trial(train_fn: Callable[[dict[str, Any], Reporter], Any], spec: Mapping
         offset = 0 if spec["optimizer"] == "gridsearch" else int(spec["index"])
         seed = None if spec.get("seed") is None else int(spec["seed"]) + offset
         study = optuna.load_study(
-            study_name=spec["study"], storage=spec["storage"],
-            sampler=make_sampler(spec["optimizer"], seed=seed, grid=spec.get("grid"), parallel=spec["parallel"]),
-            pruner=make_pruner(spec["optimizer"], es_policy=spec["es_policy"], es_min=spec["es_min"],
-                               max_steps=spec.get("max_steps")),
+            study_name=spec["study"],
+            storage=spec["storage"],
+            sampler=make_sampler(
+                spec["optimizer"], seed=seed, grid=spec.get("grid"), parallel=spec["parallel"]
+            ),
+            pruner=make_pruner(
+                spec["optimizer"],
+                es_policy=spec["es_policy"],
+                es_min=spec["es_min"],
+                max_steps=spec.get("max_steps"),
+            ),
         )
         trial = study.ask()
         searchspace: Searchspace = spec["searchspace"]
@@ -162,28 +188,20 @@ def run_trial(train_fn: Callable[[dict[str, Any], Reporter], Any], spec: Mapping
         out = train_fn(dict(params), reporter)
         metrics = _metrics(out, key, reporter)
         record.update(state="COMPLETE", metrics=metrics, value=metrics[key])
+        if not math.isfinite(metrics[key]):
+            record.update(state="FAIL", error=f"{key} is {metrics[key]}")
+    except (KeyboardInterrupt, SystemExit):
         if study is not None:
-            value = metrics[key]
-            if not math.isfinite(value):
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                record.update(state="FAIL", error=f"{key} is {value}")
-            else:
-                study.tell(trial, value)
+            _tell(study, trial, "FAIL", None)
+        raise
     except BaseException as exc:  # noqa: BLE001 - a failing trial must not stop the experiment
-        optuna_pruned = exc.__class__.__name__ == "TrialPruned"
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            if study is not None:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        if isinstance(exc, EarlyStopped) or optuna_pruned:
+        if isinstance(exc, EarlyStopped) or exc.__class__.__name__ == "TrialPruned":
             last = reporter.history[-1][1] if reporter.history else None
             record.update(state="PRUNED", value=last, metrics={key: last} if last is not None else {})
-            if study is not None:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             record.update(state="FAIL", error="".join(traceback.format_exception(exc)))
-            if study is not None:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    if study is not None:
+        _tell(study, trial, record["state"], record["value"])
     record.update(
         history=reporter.history,
         messages=reporter.messages,

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from workbench import storage
-from workbench.errors import DataError, StorageError
+from workbench.config import Settings, load_settings
+from workbench.errors import ConfigError, DataError, StorageError
 
 __all__ = [
     "FeatureStoreError",
@@ -21,6 +22,7 @@ __all__ = [
     "write_json",
     "create_json",
     "json_default",
+    "project_settings",
 ]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -28,6 +30,17 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 class FeatureStoreError(DataError):
     """A feature-store call got bad input, or the stored state does not allow it."""
+
+
+def project_settings(project: Any = None) -> Settings:
+    """Settings of ``project``: a project directory, :class:`Settings`, or None for the current settings."""
+    if project is None:
+        return load_settings()
+    if isinstance(project, Settings):
+        return project
+    if isinstance(project, (str, os.PathLike)):
+        return load_settings(project_dir=Path(project))
+    raise ConfigError(f"project must be None, a project directory or Settings, got {type(project).__name__}")
 
 
 def check_name(value: Any, what: str) -> str:

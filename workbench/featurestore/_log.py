@@ -19,8 +19,9 @@ __all__ = ["commit_infos"]
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 
 
-def commit_infos(table_url: str, *, storage_options: Mapping[str, Any] | None,
-                 limit: int | None = None) -> list[dict[str, Any]]:
+def commit_infos(
+    table_url: str, *, storage_options: Mapping[str, Any] | None, limit: int | None = None
+) -> list[dict[str, Any]]:
     """``commitInfo`` of the newest ``limit`` commits (all when None), newest first, each with its ``version``."""
     log_url = storage.join(table_url, "_delta_log")
     fs, path = storage.filesystem(log_url, storage_options)

@@ -30,15 +30,16 @@ def rows_per_chunk(shape: Sequence[int], dtype: Any) -> int:
     return int(max(1, min(65536, TARGET_CHUNK_BYTES // row_bytes)))
 
 
-def _store(url: str, storage_options: Mapping[str, Any] | None) -> Any:
+def _store(url: str, storage_options: Mapping[str, Any] | None, *, read_only: bool = False) -> Any:
     if storage.is_remote(url):
         from zarr.storage import FsspecStore
 
-        fs, path = storage.filesystem(url, storage_options)
-        if not fs.async_impl:
-            raise ValueError(f"tensor store {url!r}: filesystem {type(fs).__name__} is not asynchronous")
-        fs = type(fs)(**{**fs.storage_options, "asynchronous": True, "skip_instance_cache": True})
-        return FsspecStore(fs, path=path)
+        if storage_options is None:
+            from workbench.config import load_settings
+
+            storage_options = load_settings().storage_options()
+        # zarr opens an asynchronous fsspec filesystem (cached by fsspec, so one per set of options)
+        return FsspecStore.from_url(url, storage_options=dict(storage_options), read_only=read_only)
     return url.removeprefix("file://")
 
 
@@ -49,33 +50,49 @@ def create_tensor(
     shape: Sequence[int],
     dtype: Any,
     storage_options: Mapping[str, Any] | None,
+    compress: bool = True,
+    chunk_rows: int | None = None,
 ) -> zarr.Array:
-    """Create an empty ``(rows, *shape)`` Zarr array chunked along rows."""
-    chunk = rows_per_chunk(shape, dtype)
+    """Create an empty ``(rows, *shape)`` Zarr array chunked along rows.
+
+    Chunks hold ``chunk_rows`` rows (default: about 4 MiB), are zstd-compressed
+    unless ``compress=False``, and uncompressed ones are always written (also
+    when all zero) so that every chunk file exists as raw little-endian bytes.
+    """
+    chunk = chunk_rows or rows_per_chunk(shape, dtype)
+    extra: dict[str, Any] = {} if compress else {"compressors": None, "config": {"write_empty_chunks": True}}
     return zarr.create_array(
         store=_store(url, storage_options),
         shape=(rows, *shape),
         chunks=(min(chunk, max(rows, 1)), *shape),
         dtype=np.dtype(dtype),
         overwrite=True,
+        **extra,
     )
 
 
 def write_tensor(url: str, array: np.ndarray, *, storage_options: Mapping[str, Any] | None) -> None:
     """Write ``array`` (rows first) as a new Zarr array at ``url``."""
-    out = create_tensor(url, rows=array.shape[0], shape=array.shape[1:], dtype=array.dtype,
-                        storage_options=storage_options)
+    out = create_tensor(
+        url, rows=array.shape[0], shape=array.shape[1:], dtype=array.dtype, storage_options=storage_options
+    )
     if array.shape[0]:
         out[...] = array
 
 
 def open_tensor(url: str, *, storage_options: Mapping[str, Any] | None) -> zarr.Array:
     """Open a Zarr array for reading."""
-    return zarr.open_array(store=_store(url, storage_options), mode="r")
+    return zarr.open_array(store=_store(url, storage_options, read_only=True), mode="r")
 
 
-def gather_rows(arrays: Mapping[str, zarr.Array], stores: np.ndarray, rows: np.ndarray,
-                *, shape: Sequence[int], dtype: Any) -> np.ndarray:
+def gather_rows(
+    arrays: Mapping[str, zarr.Array],
+    stores: np.ndarray,
+    rows: np.ndarray,
+    *,
+    shape: Sequence[int],
+    dtype: Any,
+) -> np.ndarray:
     """Gather the rows ``rows[i]`` of store ``stores[i]`` into one array, in the given order."""
     out = np.empty((len(rows), *shape), dtype=np.dtype(dtype))
     if not len(rows):

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 from workbench import storage
 from workbench.featurestore import _tensors
-from workbench.featurestore._log import commit_infos
 from workbench.featurestore._common import FeatureStoreError
+from workbench.featurestore._log import commit_infos
 from workbench.featurestore.statistics import frame_statistics, merge_statistics
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ _WIDENING = {
 def _delta_type(field: Any) -> str:
     text = str(field.type)
     if text.startswith('PrimitiveType("'):
-        return text[len('PrimitiveType("'):-2]
+        return text[len('PrimitiveType("') : -2]
     return text
 
 
@@ -114,7 +115,9 @@ class FeatureGroup:
         return storage.join(self._store._group_dir(self.name, self.version), "table")
 
     def _tensor_url(self, feature: str, store_id: str) -> str:
-        return storage.join(self._store._group_dir(self.name, self.version), "tensors", feature, f"{store_id}.zarr")
+        return storage.join(
+            self._store._group_dir(self.name, self.version), "tensors", feature, f"{store_id}.zarr"
+        )
 
     def __repr__(self) -> str:
         return f"FeatureGroup(name={self.name!r}, version={self.version}, primary_key={self.primary_key})"
@@ -124,7 +127,9 @@ class FeatureGroup:
         import deltalake
 
         try:
-            return deltalake.DeltaTable(self.location, version=version, storage_options=self._store._delta_options)
+            return deltalake.DeltaTable(
+                self.location, version=version, storage_options=self._store._delta_options
+            )
         except deltalake.exceptions.TableNotFoundError:
             raise FeatureStoreError(
                 f"feature group {self.name!r} v{self.version} has no data yet: insert a DataFrame first"
@@ -220,11 +225,15 @@ class FeatureGroup:
                 f"{sorted(set(new) - set(have))}"
             )
         wrong = {
-            n: (new[n], have[n]) for n in have if new[n] != have[n] and new[n] not in _WIDENING.get(have[n], set())
+            n: (new[n], have[n])
+            for n in have
+            if new[n] != have[n] and new[n] not in _WIDENING.get(have[n], set())
         }
         if wrong:
             text = ", ".join(f"{n!r} is {a} (expected {b})" for n, (a, b) in sorted(wrong.items()))
-            raise FeatureStoreError(f"{what} does not match the schema of feature group {self.name!r}: {text}")
+            raise FeatureStoreError(
+                f"{what} does not match the schema of feature group {self.name!r}: {text}"
+            )
         target = table.to_pyarrow_dataset().schema
         return pa.schema([target.field(n) for n in schema.names])
 
@@ -235,7 +244,9 @@ class FeatureGroup:
         given = dict(tensors or {})
         unknown = sorted(set(given) - set(spec))
         if unknown:
-            raise FeatureStoreError(f"{what}: {unknown} are not tensor features of {self.name!r} ({sorted(spec)})")
+            raise FeatureStoreError(
+                f"{what}: {unknown} are not tensor features of {self.name!r} ({sorted(spec)})"
+            )
         out: dict[str, np.ndarray] = {}
         for name, info in spec.items():
             if name in given:
@@ -243,9 +254,15 @@ class FeatureGroup:
             elif name in frame.columns:
                 cells = frame[name].to_numpy()
                 try:
-                    array = np.stack([np.asarray(c) for c in cells]) if len(cells) else np.empty((0, *info["shape"]))
+                    array = (
+                        np.stack([np.asarray(c) for c in cells])
+                        if len(cells)
+                        else np.empty((0, *info["shape"]))
+                    )
                 except ValueError as exc:
-                    raise FeatureStoreError(f"{what}: tensor feature {name!r} has cells of different shapes") from exc
+                    raise FeatureStoreError(
+                        f"{what}: tensor feature {name!r} has cells of different shapes"
+                    ) from exc
             else:
                 raise FeatureStoreError(
                     f"{what} lacks tensor feature {name!r}: give it as a column of arrays or tensors={{{name!r}: array}}"
@@ -256,7 +273,9 @@ class FeatureGroup:
                     f"({len(frame)}, {', '.join(map(str, info['shape']))})"
                 )
             if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-                raise FeatureStoreError(f"{what}: tensor feature {name!r} must be numeric, got dtype {array.dtype}")
+                raise FeatureStoreError(
+                    f"{what}: tensor feature {name!r} must be numeric, got dtype {array.dtype}"
+                )
             out[name] = array.astype(info["dtype"], copy=False)
         return out
 
@@ -300,7 +319,9 @@ class FeatureGroup:
         if is_dask:
             return self._insert_dask(data, mode=mode, what=what)
         if not isinstance(data, pd.DataFrame):
-            raise FeatureStoreError(f"{what}: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
+            raise FeatureStoreError(
+                f"{what}: data must be a pandas or Dask DataFrame, got {type(data).__name__}"
+            )
         if not len(data.columns):
             raise FeatureStoreError(f"{what}: the DataFrame has no columns")
         frame = data.reset_index(drop=True)
@@ -323,8 +344,9 @@ class FeatureGroup:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise FeatureStoreError(f"{what}: cannot convert to the table's schema: {exc}") from exc
         for name, array in arrays.items():
-            _tensors.write_tensor(self._tensor_url(name, commit_id), array,
-                                  storage_options=self._store.storage_options)
+            _tensors.write_tensor(
+                self._tensor_url(name, commit_id), array, storage_options=self._store.storage_options
+            )
         version = self._commit(table, stats=stats, commit_id=commit_id, mode=mode)
         if self.online_enabled:
             self._store.online.upsert(self, tabular, arrays)
@@ -341,8 +363,11 @@ class FeatureGroup:
         self._check_frame(list(meta.columns), meta.dtypes.to_dict(), what)
         schema = pa.Schema.from_pandas(meta, preserve_index=False).remove_metadata()
         target = self._check_schema(schema, what)
-        numeric = [c for c in meta.columns if pd.api.types.is_numeric_dtype(meta[c].dtype)
-                   and not pd.api.types.is_bool_dtype(meta[c].dtype)]
+        numeric = [
+            c
+            for c in meta.columns
+            if pd.api.types.is_numeric_dtype(meta[c].dtype) and not pd.api.types.is_bool_dtype(meta[c].dtype)
+        ]
         edges: dict[str, list[float]] = {}
         if numeric:
             lo, hi = dask.compute(ddf[numeric].min(), ddf[numeric].max())
@@ -359,7 +384,9 @@ class FeatureGroup:
                 self._check_keys(part, f"{what} (partition {i})")
                 keys = set(map(tuple, part[self.primary_key].itertuples(index=False, name=None)))
                 if seen_keys & keys:
-                    raise FeatureStoreError(f"{what}: partition {i} repeats primary keys of an earlier partition")
+                    raise FeatureStoreError(
+                        f"{what}: partition {i} repeats primary keys of an earlier partition"
+                    )
                 seen_keys.update(keys)
                 parts.append(frame_statistics(part, edges=edges))
                 table = pa.Table.from_pandas(part, preserve_index=False).replace_schema_metadata(None)
@@ -368,82 +395,99 @@ class FeatureGroup:
 
         reader = pa.RecordBatchReader.from_batches(target if target is not None else schema, batches())
         commit_id = uuid.uuid4().hex
-        return self._commit(reader, stats=lambda: merge_statistics(parts), commit_id=commit_id, mode=mode)
+        # statistics are known only once the data went through: stage the partitions as Parquet under a
+        # private prefix (validating each), then commit the staged files with their statistics in one step
+        staging = storage.join(self._store._group_dir(self.name, self.version), "staging", commit_id)
+        fs, path = storage.filesystem(staging, self._store.storage_options)
+        try:
+            pads.write_dataset(
+                reader,
+                path,
+                format="parquet",
+                filesystem=fs,
+                basename_template="part-{i}.parquet",
+                max_rows_per_file=1 << 20,
+            )
 
-    def _commit(self, data: Any, *, stats: Any, commit_id: str, mode: str) -> int:
+            def staged() -> pa.RecordBatchReader:
+                return pads.dataset(path, format="parquet", filesystem=fs).scanner().to_reader()
+
+            version = self._commit(staged, stats=merge_statistics(parts), commit_id=commit_id, mode=mode)
+        finally:
+            storage.remove(staging, storage_options=self._store.storage_options)
+        if self.online_enabled:
+            # after the offline commit, as for pandas inserts; the partitions are computed once more
+            for i in range(ddf.npartitions):
+                self._store.online.upsert(self, ddf.get_partition(i).compute().reset_index(drop=True), {})
+        return version
+
+    def _commit(self, data: Any, *, stats: Mapping[str, Any], commit_id: str, mode: str) -> int:
+        """Commit ``data`` (an Arrow table, or a callable giving a fresh reader) in one Delta commit.
+
+        Concurrent appends are retried by deltalake itself; a lost race to create the table, or a
+        conflicting concurrent upsert, is retried here on the fresh table state.
+        """
         import deltalake
         from deltalake.exceptions import CommitFailedError, DeltaError
 
-        opts = self._store._delta_options
-
-        def properties() -> deltalake.CommitProperties:
-            value = stats() if callable(stats) else stats
-            info = {"commit_id": commit_id, "operation": mode, "rows": value["rows"], "statistics": value}
-            return deltalake.CommitProperties(
-                custom_metadata={COMMIT_KEY: json.dumps(info, default=float)}, max_commit_retries=200
-            )
-
-        for attempt in range(20):
+        opts = self._store._delta_options or None
+        info = {"commit_id": commit_id, "operation": mode, "rows": stats["rows"], "statistics": stats}
+        properties = deltalake.CommitProperties(
+            custom_metadata={COMMIT_KEY: json.dumps(info, default=float)}, max_commit_retries=200
+        )
+        attempts = 20
+        for attempt in range(attempts):
             exists = self.has_data()
+            source = data() if callable(data) else data
             try:
                 if mode == "upsert" and exists:
-                    table = self._table()
                     predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.primary_key)
                     (
-                        table.merge(data, predicate=predicate, source_alias="s", target_alias="t",
-                                    commit_properties=properties())
+                        self._table()
+                        .merge(
+                            source,
+                            predicate=predicate,
+                            source_alias="s",
+                            target_alias="t",
+                            commit_properties=properties,
+                        )
                         .when_matched_update_all()
                         .when_not_matched_insert_all()
                         .execute()
                     )
                 else:
-                    if callable(stats):
-                        # a streamed (Dask) insert: statistics are known only after the data went through,
-                        # so the files are written first and committed with their statistics in one step
-                        self._write_streamed(data, mode=mode, exists=exists, commit_id=commit_id,
-                                             properties=properties)
-                    else:
-                        deltalake.write_deltalake(
-                            self.location, data, mode="overwrite" if mode == "overwrite" else "append",
-                            storage_options=opts or None, commit_properties=properties(),
-                        )
+                    deltalake.write_deltalake(
+                        self.location,
+                        source,
+                        mode="overwrite" if mode == "overwrite" else "append",
+                        storage_options=opts,
+                        commit_properties=properties,
+                    )
                 break
             except (CommitFailedError, DeltaError) as exc:
                 text = str(exc).lower()
-                if not exists and ("exists" in text or "version 0" in text or "conflict" in text) and attempt < 19:
+                lost_race = (not exists and any(w in text for w in ("exists", "version 0", "conflict"))) or (
+                    mode == "upsert" and any(w in text for w in ("conflict", "concurrent"))
+                )
+                if lost_race and attempt < attempts - 1:
+                    log.debug("feature group %s: commit retried after %s", self.name, exc)
                     time.sleep(0.05 * (attempt + 1))
                     continue
-                raise FeatureStoreError(f"commit to feature group {self.name!r} v{self.version} failed: {exc}") from exc
+                raise FeatureStoreError(
+                    f"commit to feature group {self.name!r} v{self.version} failed: {exc}"
+                ) from exc
         version = self._find_commit(commit_id)
         log.info("feature group %s v%d: commit %d (%s)", self.name, self.version, version, mode)
         return version
-
-    def _write_streamed(self, reader: pa.RecordBatchReader, *, mode: str, exists: bool, commit_id: str,
-                        properties: Any) -> None:
-        """Write a streamed insert: stage it as Parquet under a private prefix, then commit it in one step."""
-        import pyarrow.dataset as pads
-
-        staging = storage.join(self._store._group_dir(self.name, self.version), "staging", commit_id)
-        fs, path = storage.filesystem(staging, self._store.storage_options)
-        try:
-            pads.write_dataset(reader, path, format="parquet", filesystem=fs,
-                               basename_template="part-{i}.parquet", max_rows_per_file=1 << 20)
-            import deltalake
-
-            staged = pads.dataset(path, format="parquet", filesystem=fs)
-            deltalake.write_deltalake(
-                self.location, staged.scanner().to_reader(), mode="overwrite" if mode == "overwrite" else "append",
-                storage_options=self._store._delta_options or None, commit_properties=properties(),
-            )
-        finally:
-            storage.remove(staging, storage_options=self._store.storage_options)
 
     def _find_commit(self, commit_id: str) -> int:
         for entry in self._history(200):
             raw = entry.get(COMMIT_KEY)
             if raw and json.loads(raw).get("commit_id") == commit_id:
                 return int(entry["version"])
-        raise FeatureStoreError(f"feature group {self.name!r}: commit {commit_id} not found in the table history")
+        raise FeatureStoreError(
+            f"feature group {self.name!r}: commit {commit_id} not found in the table history"
+        )
 
     # ------------------------------------------------------------------ read
     def read(
@@ -472,13 +516,19 @@ class FeatureGroup:
         """Stack tensor feature ``name`` of the rows of ``frame`` (read with ``load_tensors=False``)."""
         spec = self.tensor_features.get(name)
         if spec is None:
-            raise FeatureStoreError(f"{name!r} is not a tensor feature of {self.name!r} ({sorted(self.tensor_features)})")
+            raise FeatureStoreError(
+                f"{name!r} is not a tensor feature of {self.name!r} ({sorted(self.tensor_features)})"
+            )
         scol, rcol = _tensors.store_column(name), _tensors.row_column(name)
         if scol not in frame.columns or rcol not in frame.columns:
-            raise FeatureStoreError(f"frame lacks the reference columns {scol!r}/{rcol!r}; read with load_tensors=False")
+            raise FeatureStoreError(
+                f"frame lacks the reference columns {scol!r}/{rcol!r}; read with load_tensors=False"
+            )
         stores = frame[scol].astype(str).to_numpy()
         arrays = {s: self._open_tensor(name, s) for s in np.unique(stores)}
-        return _tensors.gather_rows(arrays, stores, frame[rcol].to_numpy(), shape=spec["shape"], dtype=spec["dtype"])
+        return _tensors.gather_rows(
+            arrays, stores, frame[rcol].to_numpy(), shape=spec["shape"], dtype=spec["dtype"]
+        )
 
     def _open_tensor(self, name: str, store_id: str) -> Any:
         key = f"{name}/{store_id}"
@@ -502,7 +552,9 @@ class FeatureGroup:
             raise FeatureStoreError(f"features must be a list of names, got {features!r}")
         unknown = [f for f in features if f not in names]
         if unknown:
-            raise FeatureStoreError(f"feature group {self.name!r} has no feature(s) {unknown}; it has {names}")
+            raise FeatureStoreError(
+                f"feature group {self.name!r} has no feature(s) {unknown}; it has {names}"
+            )
         keep = [f for f in names if f in set(features) | set(self.primary_key) | {self.event_time}]
         return Query(self, keep)
 
@@ -517,7 +569,11 @@ class FeatureGroup:
     def feature_names(self) -> list[str]:
         """Names of the features (table columns, with tensor features under their own names)."""
         if not self.has_data():
-            return list(self.primary_key) + ([self.event_time] if self.event_time else []) + list(self.tensor_features)
+            return (
+                list(self.primary_key)
+                + ([self.event_time] if self.event_time else [])
+                + list(self.tensor_features)
+            )
         names: list[str] = []
         for field in self._table().schema().fields:
             base = field.name.split("__")[0] if "__" in field.name else field.name
@@ -550,6 +606,8 @@ class FeatureGroup:
             if int(entry["version"]) == int(wanted):
                 raw = entry.get(COMMIT_KEY)
                 if not raw:
-                    raise FeatureStoreError(f"commit {wanted} of {self.name!r} was not made by the feature store")
+                    raise FeatureStoreError(
+                        f"commit {wanted} of {self.name!r} was not made by the feature store"
+                    )
                 return dict(json.loads(raw)["statistics"])
         raise FeatureStoreError(f"feature group {self.name!r} v{self.version} has no commit {version}")

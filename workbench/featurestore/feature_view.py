@@ -107,12 +107,11 @@ class FeatureView:
 
     def training_dataset_versions(self) -> list[int]:
         """Versions of the training datasets of this view."""
-        url = self._td_dir()
-        opts = self._store.storage_options
-        if not storage.exists(url, storage_options=opts):
-            return []
-        return sorted(int(e[1:-5]) for e in storage.listdir(url, storage_options=opts)
-                      if e.startswith("v") and e.endswith(".json") and e[1:-5].isdigit())
+        return sorted(
+            int(e[1:-5])
+            for e in self._store._listdir(self._td_dir())
+            if e.startswith("v") and e.endswith(".json") and e[1:-5].isdigit()
+        )
 
     # ------------------------------------------------------------------ batch data
     def get_batch_data(self, wallclock_time: Any = None) -> pd.DataFrame:
@@ -156,13 +155,18 @@ class FeatureView:
         query = self.query.pinned()
         frame = query.read(load_tensors=False)
         if split_by is not None and split_by not in frame.columns:
-            raise FeatureStoreError(f"split_by column {split_by!r} is not a column of the view ({list(frame.columns)})")
+            raise FeatureStoreError(
+                f"split_by column {split_by!r} is not a column of the view ({list(frame.columns)})"
+            )
         names = assign_splits(frame, split, split_by=split_by, seed=seed)
         tensor_cols = query.tensor_columns()
         excluded = set(self.query.feature_group.primary_key) | {self.query.feature_group.event_time}
         x_tabular = [
-            c for c in self.features
-            if c not in tensor_cols and c not in excluded and c != split_by
+            c
+            for c in self.features
+            if c not in tensor_cols
+            and c not in excluded
+            and c != split_by
             and (pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype))
         ]
         data_name = f"data-{uuid.uuid4().hex}"
@@ -174,7 +178,10 @@ class FeatureView:
             rows = rows[rng.permutation(len(rows))]
             part = frame.iloc[rows].reset_index(drop=True)
             splits[name] = write_split(
-                part, storage.join(data_dir, name), tensors=tensor_cols, storage_options=self._store.storage_options
+                part,
+                storage.join(data_dir, name),
+                tensors=tensor_cols,
+                storage_options=self._store.storage_options,
             )
         dropped = int(sum(n is None for n in names))
         meta: dict[str, Any] = {
@@ -186,7 +193,9 @@ class FeatureView:
             "features": self.features,
             "x_features": x_tabular,
             "tensor_features": {k: g.tensor_features[f] for k, (g, f) in tensor_cols.items()},
-            "split": {k: (list(v) if isinstance(v, (list, set, frozenset, tuple)) else v) for k, v in split.items()},
+            "split": {
+                k: (list(v) if isinstance(v, (list, set, frozenset, tuple)) else v) for k, v in split.items()
+            },
             "split_kind": kind,
             "split_by": split_by,
             "seed": seed,
@@ -200,18 +209,25 @@ class FeatureView:
         version = (existing[-1] if existing else 0) + 1
         while True:
             meta["version"] = version
-            if create_json(storage.join(self._td_dir(), f"v{version}.json"), meta, self._store.storage_options):
+            if create_json(
+                storage.join(self._td_dir(), f"v{version}.json"), meta, self._store.storage_options
+            ):
                 break
             version += 1
-        log.info("feature view %s v%d: training dataset v%d (%s)", self.name, self.version, version,
-                 {k: v["rows"] for k, v in splits.items()})
+        log.info(
+            "feature view %s v%d: training dataset v%d (%s)",
+            self.name,
+            self.version,
+            version,
+            {k: v["rows"] for k, v in splits.items()},
+        )
         return TrainingDataset(self._store, self._td_dir(), meta)
 
     def get_training_dataset_metadata(self, version: int) -> TrainingDataset:
         """The training dataset ``version`` (metadata and readers)."""
         check_version(version, "training dataset version")
         url = storage.join(self._td_dir(), f"v{version}.json")
-        if not storage.exists(url, storage_options=self._store.storage_options):
+        if not self._store._exists(url):
             raise FeatureStoreError(
                 f"feature view {self.name!r} v{self.version} has no training dataset version {version} "
                 f"(it has {self.training_dataset_versions()})"
@@ -238,7 +254,12 @@ class FeatureView:
         tf.data shuffle buffer of that many rows.
         """
         return self.get_training_dataset_metadata(version).to_tf_dataset(
-            split, batch_size=batch_size, shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, as_dict=as_dict
+            split,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            shuffle_buffer=shuffle_buffer,
+            as_dict=as_dict,
         )
 
     def get_train_test_split(self, version: int) -> dict[str, pd.DataFrame]:
@@ -247,13 +268,20 @@ class FeatureView:
         return {name: td.read(name) for name in td.splits}
 
     # ------------------------------------------------------------------ online
-    def _lookup(self, query: Query, key: Mapping[str, Any], entry: Mapping[str, Any], prefix: str,
-                skip: Sequence[str], out: dict[str, Any]) -> None:
+    def _lookup(
+        self,
+        query: Query,
+        key: Mapping[str, Any],
+        entry: Mapping[str, Any],
+        prefix: str,
+        skip: Sequence[str],
+        out: dict[str, Any],
+    ) -> None:
         group = query.feature_group
         if not group.online_enabled:
             raise FeatureStoreError(f"feature group {group.name!r} is not online_enabled")
         own = [c for c in query._features if c not in set(skip)]
-        needed = list(dict.fromkeys(own + [l for j in query._joins for l in j.left_on]))
+        needed = list(dict.fromkeys(own + [lc for j in query._joins for lc in j.left_on]))
         row = self._store.online.get(group, [key[k] for k in group.primary_key], needed)
         if row is None:
             raise FeatureStoreError(
@@ -274,8 +302,8 @@ class FeatureView:
                     f"online lookup joins on the primary key of {right.name!r} ({right.primary_key}), "
                     f"but the view joins on {j.right_on}"
                 )
-            right_key = {r: values.get(l, entry.get(r)) for l, r in zip(j.left_on, j.right_on)}
-            keys = [r for l, r in zip(j.left_on, j.right_on) if l == r and not j.prefix]
+            right_key = {r: values.get(lc, entry.get(r)) for lc, r in zip(j.left_on, j.right_on)}
+            keys = [r for lc, r in zip(j.left_on, j.right_on) if lc == r and not j.prefix]
             if group.event_time and right.event_time == group.event_time and not j.prefix:
                 keys.append(right.event_time)
             self._lookup(j.query, right_key, entry, prefix + j.prefix, keys, out)
@@ -296,7 +324,9 @@ class FeatureView:
             raise FeatureStoreError(f"entry must be a mapping of primary-key column to value, got {entry!r}")
         group = self.query.feature_group
         if missing := [k for k in group.primary_key if k not in entry]:
-            raise FeatureStoreError(f"entry {dict(entry)} lacks primary-key column(s) {missing} of {group.name!r}")
+            raise FeatureStoreError(
+                f"entry {dict(entry)} lacks primary-key column(s) {missing} of {group.name!r}"
+            )
         out: dict[str, Any] = {}
         self._lookup(self.query, entry, entry, "", (), out)
         names = self.features
@@ -317,4 +347,3 @@ class FeatureView:
             rows = [self.get_feature_vector(e, return_type="list") for e in entries]
             return pd.DataFrame(rows, columns=self.features)
         return [self.get_feature_vector(e, return_type=return_type) for e in entries]
-

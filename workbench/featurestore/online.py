@@ -64,8 +64,9 @@ class OnlineStore:
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False,
-                                  cached_statements=256)
+            con = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
@@ -114,7 +115,9 @@ class OnlineStore:
             self._columns[table] = [r[1] for r in self._con().execute(f"PRAGMA table_info({_q(table)})")]
         return self._columns[table]
 
-    def get(self, group: "FeatureGroup", key: Sequence[Any], features: Sequence[str]) -> tuple[Any, ...] | None:
+    def get(
+        self, group: "FeatureGroup", key: Sequence[Any], features: Sequence[str]
+    ) -> tuple[Any, ...] | None:
         """The values of ``features`` for primary-key values ``key``, or None when absent."""
         table = self.table_name(group)
         signature = (table, tuple(features))

@@ -31,7 +31,9 @@ def _q(name: str) -> str:
 
 
 class _Join:
-    def __init__(self, query: "Query", left_on: list[str], right_on: list[str], join_type: str, prefix: str) -> None:
+    def __init__(
+        self, query: "Query", left_on: list[str], right_on: list[str], join_type: str, prefix: str
+    ) -> None:
         self.query = query
         self.left_on = left_on
         self.right_on = right_on
@@ -47,7 +49,9 @@ class Query:
     :meth:`FeatureStore.create_feature_view`.
     """
 
-    def __init__(self, group: "FeatureGroup", features: Sequence[str], *, delta_version: int | None = None) -> None:
+    def __init__(
+        self, group: "FeatureGroup", features: Sequence[str], *, delta_version: int | None = None
+    ) -> None:
         self._group = group
         self._features = list(features)
         self._delta_version = delta_version
@@ -101,14 +105,20 @@ class Query:
             left, right = list(on), list(on)
         else:
             if left_on is None or right_on is None or len(left_on) != len(right_on) or not left_on:
-                raise FeatureStoreError("left_on and right_on must both be given, non-empty and of equal length")
+                raise FeatureStoreError(
+                    "left_on and right_on must both be given, non-empty and of equal length"
+                )
             left, right = list(left_on), list(right_on)
         left_cols = self._group.feature_names()
         right_cols = other._group.feature_names()
         if missing := [c for c in left if c not in left_cols]:
-            raise FeatureStoreError(f"join: left feature group {self._group.name!r} has no column(s) {missing}")
+            raise FeatureStoreError(
+                f"join: left feature group {self._group.name!r} has no column(s) {missing}"
+            )
         if missing := [c for c in right if c not in right_cols]:
-            raise FeatureStoreError(f"join: right feature group {other._group.name!r} has no column(s) {missing}")
+            raise FeatureStoreError(
+                f"join: right feature group {other._group.name!r} has no column(s) {missing}"
+            )
         new = copy.copy(self)
         new._joins = [*self._joins, _Join(other, left, right, join_type, prefix)]
         names = new.output_columns()
@@ -136,15 +146,20 @@ class Query:
         new = copy.copy(self)
         new._delta_version = self._group.version_at(wallclock_time)
         new._joins = [
-            _Join(j.query.as_of(wallclock_time), j.left_on, j.right_on, j.join_type, j.prefix) for j in self._joins
+            _Join(j.query.as_of(wallclock_time), j.left_on, j.right_on, j.join_type, j.prefix)
+            for j in self._joins
         ]
         return new
 
     def pinned(self) -> "Query":
         """The same query with every unpinned feature group pinned at its latest commit."""
         new = copy.copy(self)
-        new._delta_version = self._delta_version if self._delta_version is not None else self._group.current_version()
-        new._joins = [_Join(j.query.pinned(), j.left_on, j.right_on, j.join_type, j.prefix) for j in self._joins]
+        new._delta_version = (
+            self._delta_version if self._delta_version is not None else self._group.current_version()
+        )
+        new._joins = [
+            _Join(j.query.pinned(), j.left_on, j.right_on, j.join_type, j.prefix) for j in self._joins
+        ]
         return new
 
     # ------------------------------------------------------------------ description
@@ -155,10 +170,23 @@ class Query:
         """Flatten into (query, prefix, columns) in join order."""
         out = [(self, prefix, self._own_columns(skip))]
         for j in self._joins:
-            keys = [r for l, r in zip(j.left_on, j.right_on) if l == r and not j.prefix]
-            out.extend(j.query._nodes(prefix + j.prefix, keys + ([j.query._group.event_time] if (
-                j.query._group.event_time and self._group.event_time and not j.prefix
-                and j.query._group.event_time == self._group.event_time) else [])))
+            keys = [r for lc, r in zip(j.left_on, j.right_on) if lc == r and not j.prefix]
+            out.extend(
+                j.query._nodes(
+                    prefix + j.prefix,
+                    keys
+                    + (
+                        [j.query._group.event_time]
+                        if (
+                            j.query._group.event_time
+                            and self._group.event_time
+                            and not j.prefix
+                            and j.query._group.event_time == self._group.event_time
+                        )
+                        else []
+                    ),
+                )
+            )
         return out
 
     def output_columns(self) -> list[str]:
@@ -176,8 +204,10 @@ class Query:
 
     def feature_groups(self) -> list[dict[str, Any]]:
         """Feature groups read, with the Delta versions they are pinned at (None: latest)."""
-        return [{"name": q._group.name, "version": q._group.version, "delta_version": q._delta_version}
-                for q, _, _ in self._nodes()]
+        return [
+            {"name": q._group.name, "version": q._group.version, "delta_version": q._delta_version}
+            for q, _, _ in self._nodes()
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description (provenance of feature views and training datasets)."""
@@ -187,8 +217,13 @@ class Query:
             "delta_version": self._delta_version,
             "filter": self._filter,
             "joins": [
-                {"query": j.query.to_dict(), "left_on": j.left_on, "right_on": j.right_on,
-                 "join_type": j.join_type, "prefix": j.prefix}
+                {
+                    "query": j.query.to_dict(),
+                    "left_on": j.left_on,
+                    "right_on": j.right_on,
+                    "join_type": j.join_type,
+                    "prefix": j.prefix,
+                }
                 for j in self._joins
             ],
         }
@@ -200,8 +235,15 @@ class Query:
         query = cls(group, data["features"], delta_version=data.get("delta_version"))
         query._filter = data.get("filter")
         for j in data.get("joins", []):
-            query._joins.append(_Join(cls.from_dict(store, j["query"]), list(j["left_on"]), list(j["right_on"]),
-                                      j["join_type"], j.get("prefix", "")))
+            query._joins.append(
+                _Join(
+                    cls.from_dict(store, j["query"]),
+                    list(j["left_on"]),
+                    list(j["right_on"]),
+                    j["join_type"],
+                    j.get("prefix", ""),
+                )
+            )
         return query
 
     def __repr__(self) -> str:
@@ -230,16 +272,20 @@ class Query:
             for j in query._joins:
                 right_group = j.query._group
                 pit = bool(query._group.event_time and right_group.event_time)
-                keys = [r for l, r in zip(j.left_on, j.right_on) if l == r and not j.prefix]
+                keys = [r for lc, r in zip(j.left_on, j.right_on) if lc == r and not j.prefix]
                 if pit and not j.prefix and right_group.event_time == query._group.event_time:
                     keys.append(right_group.event_time)
                 right_alias = f"t{len(tables)}"
-                cond = " AND ".join(f"{alias}.{_q(l)} = {right_alias}.{_q(r)}" for l, r in zip(j.left_on, j.right_on))
+                cond = " AND ".join(
+                    f"{alias}.{_q(lc)} = {right_alias}.{_q(r)}" for lc, r in zip(j.left_on, j.right_on)
+                )
                 kind = "LEFT JOIN" if j.join_type == "left" else "JOIN"
                 if pit:
                     kind = "ASOF " + kind
-                    cond += (f" AND {alias}.{_q(query._group.event_time or '')} >= "
-                             f"{right_alias}.{_q(right_group.event_time or '')}")
+                    cond += (
+                        f" AND {alias}.{_q(query._group.event_time or '')} >= "
+                        f"{right_alias}.{_q(right_group.event_time or '')}"
+                    )
                 joins.append(f"{kind} {right_alias} ON {cond}")
                 visit(j.query, prefix + j.prefix, keys)
             return alias
@@ -251,8 +297,9 @@ class Query:
         sql = f"SELECT {', '.join(select)} FROM {root} {' '.join(joins)}"
         if self._filter:
             sql = f"SELECT * FROM ({sql}) AS q WHERE {self._filter}"
-            order = [_q(k) for k in self._group.primary_key] + ([_q(self._group.event_time)]
-                                                               if self._group.event_time else [])
+            order = [_q(k) for k in self._group.primary_key] + (
+                [_q(self._group.event_time)] if self._group.event_time else []
+            )
         sql += " ORDER BY " + ", ".join(order)
         return sql, tables
 
@@ -283,12 +330,15 @@ class Query:
         return frame
 
 
-def load_tensor_columns(frame: pd.DataFrame, tensors: Mapping[str, tuple["FeatureGroup", str]]) -> pd.DataFrame:
+def load_tensor_columns(
+    frame: pd.DataFrame, tensors: Mapping[str, tuple["FeatureGroup", str]]
+) -> pd.DataFrame:
     """Replace reference columns by columns of arrays (one array per row)."""
     for out_name, (group, feature) in tensors.items():
         scol, rcol = _tensors.store_column(out_name), _tensors.row_column(out_name)
-        refs = frame[[scol, rcol]].rename(columns={scol: _tensors.store_column(feature),
-                                                   rcol: _tensors.row_column(feature)})
+        refs = frame[[scol, rcol]].rename(
+            columns={scol: _tensors.store_column(feature), rcol: _tensors.row_column(feature)}
+        )
         valid = refs[_tensors.store_column(feature)].notna().to_numpy()
         cells: list[Any] = [None] * len(frame)
         if valid.any():

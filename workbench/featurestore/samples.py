@@ -77,14 +77,16 @@ def crop_pixel_samples(
     red, nir = series[..., 2], series[..., 6]
     ndvi = (nir - red) / np.clip(nir + red, 1e-3, None)
     ids = np.arange(start_id, start_id + n_pixels)
-    frame = pd.DataFrame({
-        "pixel_id": ids.astype("int64"),
-        "tile": np.asarray(list(tiles), dtype=object)[ids % len(tiles)].astype(str),
-        "observed": pd.Timestamp("2024-08-31") + pd.to_timedelta(rng.integers(0, 30, n_pixels), "D"),
-        "ndvi_mean": ndvi.mean(axis=1).astype("float32"),
-        "ndvi_max": ndvi.max(axis=1).astype("float32"),
-        "ndvi_peak_month": ndvi.argmax(axis=1).astype("int64"),
-        "noise_feature": rng.random(n_pixels).astype("float32"),
-        "label": labels.astype("int64"),
-    })
+    frame = pd.DataFrame(
+        {
+            "pixel_id": ids.astype("int64"),
+            "tile": np.asarray(list(tiles), dtype=object)[ids % len(tiles)].astype(str),
+            "observed": pd.Timestamp("2024-08-31") + pd.to_timedelta(rng.integers(0, 30, n_pixels), "D"),
+            "ndvi_mean": ndvi.mean(axis=1).astype("float32"),
+            "ndvi_max": ndvi.max(axis=1).astype("float32"),
+            "ndvi_peak_month": ndvi.argmax(axis=1).astype("int64"),
+            "noise_feature": rng.random(n_pixels).astype("float32"),
+            "label": labels.astype("int64"),
+        }
+    )
     return frame, series

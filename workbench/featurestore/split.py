@@ -57,7 +57,9 @@ def assign_splits(
     """Split name of each row of ``frame`` (``None`` for rows in no split)."""
     kind = split_kind(split)
     if split_by is not None and split_by not in frame.columns:
-        raise FeatureStoreError(f"split_by column {split_by!r} is not in the query output {list(frame.columns)}")
+        raise FeatureStoreError(
+            f"split_by column {split_by!r} is not in the query output {list(frame.columns)}"
+        )
     if kind in ("groups", "time") and split_by is None:
         raise FeatureStoreError(f"a split by {kind} needs split_by (the column to split on)")
     names = list(split)

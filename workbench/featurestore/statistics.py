@@ -78,7 +78,9 @@ def column_statistics(
     elif pd.api.types.is_datetime64_any_dtype(series.dtype):
         if len(values):
             out.update(min=values.min().isoformat(), max=values.max().isoformat())
-    elif is_bool or pd.api.types.is_string_dtype(series.dtype) or isinstance(series.dtype, pd.CategoricalDtype):
+    elif (
+        is_bool or pd.api.types.is_string_dtype(series.dtype) or isinstance(series.dtype, pd.CategoricalDtype)
+    ):
         classes = values.astype(str).value_counts()
         out["distinct"] = int(len(classes))
         if len(classes) <= max_classes:
@@ -89,10 +91,16 @@ def column_statistics(
 def tensor_statistics(array: np.ndarray) -> dict[str, Any]:
     """Statistics of a tensor feature: ``count`` (rows), ``shape`` and moments over all finite values."""
     flat = _finite(np.asarray(array, dtype="float64").ravel())
-    out: dict[str, Any] = {"count": int(array.shape[0]), "nulls": 0, "shape": list(array.shape[1:]),
-                           "dtype": str(array.dtype)}
+    out: dict[str, Any] = {
+        "count": int(array.shape[0]),
+        "nulls": 0,
+        "shape": list(array.shape[1:]),
+        "dtype": str(array.dtype),
+    }
     if flat.size:
-        out.update(mean=float(flat.mean()), std=float(flat.std()), min=float(flat.min()), max=float(flat.max()))
+        out.update(
+            mean=float(flat.mean()), std=float(flat.std()), min=float(flat.min()), max=float(flat.max())
+        )
     return out
 
 
@@ -111,7 +119,9 @@ def frame_statistics(
         ``{"rows": n, "columns": {name: column statistics}}``.
     """
     columns = {
-        str(name): column_statistics(frame[name], edges=(edges or {}).get(str(name))) for name in frame.columns if name not in set(exclude)
+        str(name): column_statistics(frame[name], edges=(edges or {}).get(str(name)))
+        for name in frame.columns
+        if name not in set(exclude)
     }
     for name, array in (tensors or {}).items():
         columns[name] = tensor_statistics(array)
@@ -134,8 +144,11 @@ def merge_statistics(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for name in names:
         cols = [p["columns"][name] for p in parts if name in p["columns"]]
-        out: dict[str, Any] = {"count": sum(c["count"] for c in cols), "nulls": sum(c["nulls"] for c in cols),
-                               "dtype": cols[0].get("dtype")}
+        out: dict[str, Any] = {
+            "count": sum(c["count"] for c in cols),
+            "nulls": sum(c["nulls"] for c in cols),
+            "dtype": cols[0].get("dtype"),
+        }
         moments = [c for c in cols if "mean" in c and c["count"]]
         if moments and all(isinstance(c["min"], (int, float)) for c in moments):
             n = np.array([c["count"] for c in moments], dtype="float64")
@@ -144,12 +157,18 @@ def merge_statistics(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             total = n.sum()
             mean = float((n * m).sum() / total)
             var = float((((n - 1) * s**2).sum() + (n * (m - mean) ** 2).sum()) / max(total - 1, 1))
-            out.update(mean=mean, std=float(np.sqrt(max(var, 0.0))), min=min(c["min"] for c in moments),
-                       max=max(c["max"] for c in moments))
+            out.update(
+                mean=mean,
+                std=float(np.sqrt(max(var, 0.0))),
+                min=min(c["min"] for c in moments),
+                max=max(c["max"] for c in moments),
+            )
             hists = [c["histogram"] for c in moments if "histogram" in c]
             if hists and all(h["edges"] == hists[0]["edges"] for h in hists):
-                out["histogram"] = {"edges": hists[0]["edges"],
-                                    "counts": np.sum([h["counts"] for h in hists], axis=0).tolist()}
+                out["histogram"] = {
+                    "edges": hists[0]["edges"],
+                    "counts": np.sum([h["counts"] for h in hists], axis=0).tolist(),
+                }
         elif moments:
             out.update(min=min(c["min"] for c in moments), max=max(c["max"] for c in moments))
         if any("class_counts" in c for c in cols):

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from workbench import storage
-from workbench.config import Settings, load_settings
 from workbench.featurestore._common import (
     FeatureStoreError,
     check_name,
     check_version,
     create_json,
     delta_storage_options,
+    project_settings,
     read_json,
 )
 from workbench.featurestore.feature_group import FeatureGroup
@@ -32,23 +32,17 @@ __all__ = ["FeatureStore"]
 log = logging.getLogger(__name__)
 
 
-def _settings(project: Any) -> Settings:
-    if project is None:
-        return load_settings()
-    if isinstance(project, Settings):
-        return project
-    if isinstance(project, (str, os.PathLike)):
-        return load_settings(project_dir=Path(project))
-    raise FeatureStoreError(f"project must be None, a project directory or Settings, got {type(project).__name__}")
-
-
 def _tensor_spec(value: Any, name: str) -> dict[str, Any]:
     if isinstance(value, Mapping):
         shape, dtype = value.get("shape"), value.get("dtype", "float32")
     else:
         shape, dtype = value, "float32"
-    if (not isinstance(shape, Sequence) or isinstance(shape, str) or not shape
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)):
+    if (
+        not isinstance(shape, Sequence)
+        or isinstance(shape, str)
+        or not shape
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)
+    ):
         raise FeatureStoreError(
             f"tensor feature {name!r}: shape must be a non-empty sequence of positive integers, got {shape!r}"
         )
@@ -56,7 +50,7 @@ def _tensor_spec(value: Any, name: str) -> dict[str, Any]:
         dt = np.dtype(dtype)
     except TypeError as exc:
         raise FeatureStoreError(f"tensor feature {name!r}: unknown dtype {dtype!r}") from exc
-    if not (np.issubdtype(dt, np.number) or dt == bool):
+    if not (np.issubdtype(dt, np.number) or dt == np.dtype(bool)):
         raise FeatureStoreError(f"tensor feature {name!r}: dtype must be numeric, got {dt}")
     return {"shape": [int(s) for s in shape], "dtype": dt.name}
 
@@ -91,8 +85,10 @@ class FeatureStore:
         storage_options: Mapping[str, Any] | None = None,
         online_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.settings = _settings(project)
-        self.root = str(root) if root is not None else storage.join(self.settings.storage_root, "featurestore")
+        self.settings = project_settings(project)
+        self.root = (
+            str(root) if root is not None else storage.join(self.settings.storage_root, "featurestore")
+        )
         if storage.is_remote(self.root):
             self.storage_options: dict[str, Any] | None = dict(
                 storage_options if storage_options is not None else self.settings.storage_options()
@@ -101,8 +97,11 @@ class FeatureStore:
             self.root = str(Path(self.root.removeprefix("file://")).absolute())
             self.storage_options = dict(storage_options) if storage_options is not None else None
         self._delta_options = delta_storage_options(self.root, self.storage_options)
-        self._online_path = Path(online_path) if online_path is not None else (
-            Path(self.settings.project_dir) / ".workbench" / "online_store.sqlite")
+        self._online_path = (
+            Path(online_path)
+            if online_path is not None
+            else (Path(self.settings.project_dir) / ".workbench" / "online_store.sqlite")
+        )
         self._online: OnlineStore | None = None
 
     def __repr__(self) -> str:
@@ -122,17 +121,46 @@ class FeatureStore:
     def _view_dir(self, name: str, version: int) -> str:
         return storage.join(self.root, "feature_views", name, f"v{version}")
 
+    def _exists(self, url: str) -> bool:
+        """Whether ``url`` exists now (object-store listings cached by fsspec are dropped first)."""
+        fs, path = storage.filesystem(url, self.storage_options)
+        fs.invalidate_cache(path)
+        return bool(fs.exists(path))
+
+    def _listdir(self, url: str) -> list[str]:
+        """Names under ``url`` now (empty if it does not exist)."""
+        fs, path = storage.filesystem(url, self.storage_options)
+        fs.invalidate_cache(path)
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+        except FileNotFoundError:
+            return []
+
     def _versions(self, kind: str, name: str) -> list[int]:
         url = storage.join(self.root, kind, name)
-        if not storage.exists(url, storage_options=self.storage_options):
-            return []
         out = []
-        for entry in storage.listdir(url, storage_options=self.storage_options):
-            if entry.startswith("v") and entry[1:].isdigit() and storage.exists(
-                storage.join(url, entry, "metadata.json"), storage_options=self.storage_options
+        for entry in self._listdir(url):
+            if (
+                entry.startswith("v")
+                and entry[1:].isdigit()
+                and self._exists(storage.join(url, entry, "metadata.json"))
             ):
                 out.append(int(entry[1:]))
         return sorted(out)
+
+    def _listing(self, kind: str) -> list[tuple[str, int]]:
+        out = []
+        for name in self._listdir(storage.join(self.root, kind)):
+            out.extend((name, v) for v in self._versions(kind, name))
+        return out
+
+    def list_feature_groups(self) -> list[tuple[str, int]]:
+        """``(name, version)`` of every feature group."""
+        return self._listing("feature_groups")
+
+    def list_feature_views(self) -> list[tuple[str, int]]:
+        """``(name, version)`` of every feature view."""
+        return self._listing("feature_views")
 
     # ------------------------------------------------------------------ feature groups
     def create_feature_group(
@@ -174,7 +202,9 @@ class FeatureStore:
         if isinstance(primary_key, str):
             primary_key = [primary_key]
         if not primary_key or not all(isinstance(k, str) and k and "__" not in k for k in primary_key):
-            raise FeatureStoreError(f"primary_key must be a non-empty list of column names, got {primary_key!r}")
+            raise FeatureStoreError(
+                f"primary_key must be a non-empty list of column names, got {primary_key!r}"
+            )
         if event_time is not None and (not isinstance(event_time, str) or not event_time):
             raise FeatureStoreError(f"event_time must be a column name or None, got {event_time!r}")
         if not isinstance(online_enabled, bool):
@@ -211,7 +241,7 @@ class FeatureStore:
             version = versions[-1]
         check_version(version, "feature group version")
         url = storage.join(self._group_dir(name, version), "metadata.json")
-        if not storage.exists(url, storage_options=self.storage_options):
+        if not self._exists(url):
             raise FeatureStoreError(f"feature group {name!r} version {version} does not exist")
         return FeatureGroup(self, read_json(url, self.storage_options))
 
@@ -230,11 +260,16 @@ class FeatureStore:
         check_name(name, "feature group name")
         check_version(version, "feature group version")
         url = storage.join(self._group_dir(name, version), "metadata.json")
-        if not storage.exists(url, storage_options=self.storage_options):
+        if not self._exists(url):
             try:
                 return self.create_feature_group(
-                    name, version, primary_key=primary_key, event_time=event_time, description=description,
-                    online_enabled=online_enabled, tensor_features=tensor_features,
+                    name,
+                    version,
+                    primary_key=primary_key,
+                    event_time=event_time,
+                    description=description,
+                    online_enabled=online_enabled,
+                    tensor_features=tensor_features,
                 )
             except FeatureStoreError as exc:
                 if "already exists" not in str(exc):
@@ -278,7 +313,7 @@ class FeatureStore:
             version = versions[-1]
         check_version(version, "feature view version")
         url = storage.join(self._view_dir(name, version), "metadata.json")
-        if not storage.exists(url, storage_options=self.storage_options):
+        if not self._exists(url):
             raise FeatureStoreError(f"feature view {name!r} version {version} does not exist")
         return FeatureView(self, read_json(url, self.storage_options))
 
@@ -294,7 +329,6 @@ class FeatureStore:
         """Get the feature view if it exists, else create it."""
         check_name(name, "feature view name")
         check_version(version, "feature view version")
-        if storage.exists(storage.join(self._view_dir(name, version), "metadata.json"),
-                          storage_options=self.storage_options):
+        if self._exists(storage.join(self._view_dir(name, version), "metadata.json")):
             return self.get_feature_view(name, version)
         return self.create_feature_view(name, version, query=query, labels=labels, description=description)

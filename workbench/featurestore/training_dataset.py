@@ -55,25 +55,49 @@ def write_split(
     with fs.open(path, "wb") as fh, pq.ParquetWriter(fh, table.schema) as writer:
         for lo in range(0, n, block):
             writer.write_table(table.slice(lo, block), row_group_size=block)
-    out: dict[str, Any] = {"rows": n, "block_rows": block, "parquet": f"{prefix.rsplit('/', 1)[-1]}.parquet",
-                           "tensors": {}}
+    out: dict[str, Any] = {
+        "rows": n,
+        "block_rows": block,
+        "parquet": f"{prefix.rsplit('/', 1)[-1]}.parquet",
+        "tensors": {},
+    }
     for name, (group, feature) in tensors.items():
         spec = group.tensor_features[feature]
         url = f"{prefix}.{name}.zarr"
-        target = _tensors.create_tensor(url, rows=n, shape=spec["shape"], dtype=spec["dtype"],
-                                        storage_options=storage_options)
+        # stored uncompressed: read at every epoch, where decompression would cost training time
+        target = _tensors.create_tensor(
+            url,
+            rows=n,
+            shape=spec["shape"],
+            dtype=spec["dtype"],
+            storage_options=storage_options,
+            compress=False,
+            chunk_rows=block,
+        )
         if n:
-            # the Zarr chunk length may be smaller than the block when there are few rows
             stores = frame[_tensors.store_column(name)].astype(str).to_numpy()
             rows = frame[_tensors.row_column(name)].to_numpy()
             arrays = {s: group._open_tensor(feature, s) for s in np.unique(stores)}
-            for lo in tqdm(range(0, n, block), desc=f"{prefix.rsplit('/', 1)[-1]}:{name}", leave=False,
-                           disable=n <= 20 * block):
+            for lo in tqdm(
+                range(0, n, block),
+                desc=f"{prefix.rsplit('/', 1)[-1]}:{name}",
+                leave=False,
+                disable=n <= 20 * block,
+            ):
                 hi = min(n, lo + block)
-                target[lo:hi] = _tensors.gather_rows(arrays, stores[lo:hi], rows[lo:hi], shape=spec["shape"],
-                                                     dtype=spec["dtype"])
+                target[lo:hi] = _tensors.gather_rows(
+                    arrays, stores[lo:hi], rows[lo:hi], shape=spec["shape"], dtype=spec["dtype"]
+                )
         out["tensors"][name] = url.rsplit("/", 1)[-1]
     return out
+
+
+def _slice(x: Any, lo: int, hi: int) -> Any:
+    return {k: v[lo:hi] for k, v in x.items()} if isinstance(x, dict) else x[lo:hi]
+
+
+def _concat(a: Any, b: Any) -> Any:
+    return {k: np.concatenate([a[k], b[k]]) for k in a} if isinstance(a, dict) else np.concatenate([a, b])
 
 
 class TrainingDataset:
@@ -145,17 +169,24 @@ class TrainingDataset:
                 f"(inputs {tensors} and 'features')"
             )
         if len(tensors) > 1 and not as_dict:
-            raise FeatureStoreError(f"this training dataset has several tensor features {tensors}: use as_dict=True")
+            raise FeatureStoreError(
+                f"this training dataset has several tensor features {tensors}: use as_dict=True"
+            )
         return x_tab, tensors, labels
 
-    def _block(self, split: str, pf: pq.ParquetFile, zarrs: Mapping[str, Any], index: int, *, as_dict: bool) -> tuple[Any, Any]:
+    def _block(
+        self, split: str, pf: pq.ParquetFile, zarrs: Mapping[str, Any], index: int, *, as_dict: bool
+    ) -> tuple[Any, Any]:
         x_tab, tensors, labels = self._layout(as_dict)
         info = self._split(split)
         lo = index * info["block_rows"]
         hi = min(info["rows"], lo + info["block_rows"])
         group = pf.read_row_group(index, columns=x_tab + labels)
-        matrix = (np.column_stack([group.column(c).to_numpy(zero_copy_only=False) for c in x_tab]).astype("float32")
-                  if x_tab else None)
+        matrix = (
+            np.column_stack([group.column(c).to_numpy(zero_copy_only=False) for c in x_tab]).astype("float32")
+            if x_tab
+            else None
+        )
         y = self._labels(group, labels)
         blocks = {t: zarrs[t][lo:hi] for t in tensors}
         return self._pack(matrix, blocks, as_dict), y
@@ -169,8 +200,11 @@ class TrainingDataset:
                 raise FeatureStoreError(f"label {c!r} is not numeric ({values.dtype}); encode it as integers")
         if len(cols) == 1:
             values = cols[0]
-            return values.astype("int64") if (np.issubdtype(values.dtype, np.integer) or values.dtype == bool) \
+            return (
+                values.astype("int64")
+                if (np.issubdtype(values.dtype, np.integer) or values.dtype == bool)
                 else values.astype("float32")
+            )
         return np.column_stack(cols).astype("float32")
 
     @staticmethod
@@ -198,10 +232,94 @@ class TrainingDataset:
             x: Any = {k: np.concatenate([p[0][k] for p in parts]) for k in xs0}
         else:
             x = np.concatenate([p[0] for p in parts])
-        assert len(ys) == info["rows"]
+        if len(ys) != info["rows"]:
+            raise FeatureStoreError(
+                f"split {split!r} of training dataset v{self.version} holds {len(ys)} rows, its metadata says "
+                f"{info['rows']}: the stored files are damaged"
+            )
         return x, ys
 
     # ------------------------------------------------------------------ tf.data
+    def _native_ok(self, split: str, zarrs: Mapping[str, Any]) -> bool:
+        """Whether the split's tensors can be read by TensorFlow file ops (local, raw, chunk = block)."""
+        if storage.is_remote(self._dir) or not zarrs:
+            return False
+        info = self._split(split)
+        for z in zarrs.values():
+            if tuple(z.compressors) or tuple(z.filters) or z.dtype.byteorder == ">":
+                return False
+            if any(c != s for c, s in zip(z.chunks[1:], z.shape[1:])):
+                return False
+            if z.chunks[0] != info["block_rows"] and z.shape[0] > z.chunks[0]:
+                return False
+        return True
+
+    def _native_blocks(
+        self,
+        split: str,
+        pf: pq.ParquetFile,
+        zarrs: Mapping[str, Any],
+        *,
+        shuffle: bool,
+        seed: int | None,
+        as_dict: bool,
+    ) -> "tf.data.Dataset":
+        """Blocks of ``(x, y)`` as a tf.data pipeline of ``read_file``/``decode_raw`` on the Zarr chunk files.
+
+        Labels and tabular features of the split (a few numbers per row) are held in memory; the
+        tensors are read chunk by chunk (Zarr v3 chunk keys ``c/<i>/0/...``; raw little-endian bytes).
+        """
+        import tensorflow as tf
+
+        x_tab, tensors, labels = self._layout(as_dict)
+        info = self._split(split)
+        n, block = int(info["rows"]), int(info["block_rows"])
+        nblocks = pf.num_row_groups
+        table = pf.read(columns=x_tab + labels)
+        y_all = tf.constant(self._labels(table, labels))
+        tab_all = (
+            tf.constant(
+                np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in x_tab]).astype(
+                    "float32"
+                )
+            )
+            if x_tab
+            else None
+        )
+        sources = {}
+        for t in tensors:
+            z = zarrs[t]
+            root = self._url(self._split(split)["tensors"][t]).removeprefix("file://")
+            zeros = ["0"] * (len(z.shape) - 1)
+            paths = [str(Path(root, "c", str(i), *zeros)) for i in range(nblocks)]
+            sources[t] = (
+                tf.constant(paths),
+                tf.as_dtype(z.dtype),
+                [int(z.chunks[0]), *map(int, z.shape[1:])],
+            )
+
+        def load(i: Any) -> tuple[Any, Any]:
+            lo = i * block
+            rows = tf.range(lo, tf.minimum(lo + block, n))
+            if shuffle:
+                rows = tf.random.shuffle(rows, seed=seed)
+            local = rows - lo
+            x: dict[str, Any] = {}
+            for t, (paths, dtype, shape) in sources.items():
+                chunk = tf.reshape(tf.io.decode_raw(tf.io.read_file(paths[i]), dtype), shape)
+                x[t] = tf.gather(chunk, local)
+            if tab_all is not None:
+                x["features"] = tf.gather(tab_all, rows)
+            y = tf.gather(y_all, rows)
+            if as_dict:
+                return x, y
+            return next(iter(x.values())), y
+
+        ds = tf.data.Dataset.range(nblocks)
+        if shuffle:
+            ds = ds.shuffle(nblocks, seed=seed, reshuffle_each_iteration=True)
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
     def to_tf_dataset(
         self,
         split: str = "train",
@@ -235,7 +353,7 @@ class TrainingDataset:
         signature = (x_spec, spec(probe_y))
         epochs = itertools.count()
 
-        def generate() -> Iterator[tuple[Any, Any]]:
+        def blocks() -> Iterator[tuple[Any, np.ndarray]]:
             epoch = next(epochs)
             rng = np.random.default_rng(None if seed is None else [seed, epoch])
             order = rng.permutation(nblocks) if shuffle else np.arange(nblocks)
@@ -247,9 +365,35 @@ class TrainingDataset:
                     y = y[perm]
                 yield x, y
 
-        ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
-        ds = ds.rebatch(batch_size) if not shuffle_buffer else ds.unbatch().shuffle(
-            shuffle_buffer, seed=seed).batch(batch_size)
+        def batches() -> Iterator[tuple[Any, np.ndarray]]:
+            # cut the blocks into batches here (numpy slices), carrying the rest of a block over to the
+            # next one, rather than unbatching into single rows in tf.data: far less work per sample
+            carry: tuple[Any, np.ndarray] | None = None
+            for x, y in blocks():
+                if carry is not None:
+                    x = _concat(carry[0], x)
+                    y = np.concatenate([carry[1], y])
+                full = len(y) - len(y) % batch_size
+                for lo in range(0, full, batch_size):
+                    yield _slice(x, lo, lo + batch_size), y[lo : lo + batch_size]
+                carry = (_slice(x, full, len(y)), y[full:]) if full < len(y) else None
+            if carry is not None:
+                yield carry
+
+        if self._native_ok(split, zarrs):
+            # local raw Zarr chunks: read and decoded by TensorFlow's own file ops, in parallel, no Python
+            ds = self._native_blocks(split, pf, zarrs, shuffle=shuffle, seed=seed, as_dict=as_dict)
+            ds = ds.unbatch()
+            if shuffle_buffer:
+                ds = ds.shuffle(shuffle_buffer, seed=seed)
+            ds = ds.batch(batch_size)
+        elif shuffle_buffer:
+            ds = tf.data.Dataset.from_generator(blocks, output_signature=signature)
+            ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed).batch(batch_size)
+        else:
+            ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        # the number of batches is known: telling tf.data lets Keras plan whole epochs
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-int(info["rows"]) // batch_size)))
         if repeat:
             ds = ds.repeat()
         log.debug("streaming split %s: %d rows in %d blocks", split, info["rows"], nblocks)
