@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "workbench.featurestore.cli",
     "workbench.experiments.cli",
     "workbench.sentinel1.cli",
+    "workbench.sentinel2.cli",
     "workbench.linked.cli",
 )
 

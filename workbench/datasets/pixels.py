@@ -418,7 +418,8 @@ def to_training_dataset(
     )
     table = samples.drop(columns=cols).reset_index(drop=True)
     table["label"] = y.astype(np.int64)
-    group.insert(table, tensors={"series": x}, mode="upsert")
+    # overwrite: the group holds exactly these samples (earlier ones stay readable by time travel)
+    group.insert(table, tensors={"series": x}, mode="overwrite")
     view = store.get_or_create_feature_view(
         name, version, query=group.select(["series", "label", "split"]), labels=["label"],
         description=f"crop pixel series, bands {bands}",

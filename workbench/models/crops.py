@@ -51,6 +51,8 @@ __all__ = [
     "train_crop_models",
     "comparison_table",
     "save_model_file",
+    "register_crop_models",
+    "grid_search_lstm",
 ]
 
 MODEL_NAMES = ("lstm", "tempcnn", "starrnn")
@@ -378,3 +380,113 @@ def save_model_file(model: Any, url: str | os.PathLike[str], *, storage_options:
         model.save(local)
         storage.write_bytes(url, local.read_bytes(), storage_options=storage_options)
     return str(url)
+
+
+def register_crop_models(
+    runs: Mapping[str, CropRun],
+    *,
+    training_dataset: Any = None,
+    prefix: str = "crop_",
+    split: str = "validation",
+    project: Any = None,
+) -> dict[str, Any]:
+    """Register every trained model in the model registry as ``<prefix><kind>``.
+
+    Metrics are the ``split`` report's OA, median F1 and kappa; the training
+    dataset (when given) is recorded as provenance. Returns kind →
+    :class:`workbench.registry.ModelVersion`.
+    """
+    from workbench import registry
+
+    out = {}
+    for name, run in runs.items():
+        report = run.reports.get(split)
+        metrics = {} if report is None else {
+            "overall_accuracy": report.overall_accuracy, "median_f1": report.median_f1, "kappa": report.kappa}
+        shape = tuple(run.model.input_shape[1:])
+        out[name] = registry.save_model(
+            f"{prefix}{name}", run.model, metrics=metrics, training_dataset=training_dataset,
+            params={"kind": name, **run.params}, input_example=np.zeros((2, *shape), np.float32),
+            description=f"crop-type {name} (weighted two-phase training)", project=project,
+        )
+    return out
+
+
+def grid_search_lstm(
+    samples: Any,
+    *,
+    n_classes: int,
+    layers: Sequence[int] = (2, 3),
+    cells: Sequence[int] = (100, 200),
+    weighted_epochs: int = 3,
+    unweighted_epochs: int = 3,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    weight_decay: float | None = None,
+    cluster: Any = None,
+    project: Any = None,
+    name: str = "crop-lstm-grid",
+) -> Any:
+    """Grid search over LSTM layers × cells with the experiments layer (``lagom``, tracked in MLflow).
+
+    Every trial trains a weighted two-phase LSTM on the train split and
+    reports the validation accuracy after each epoch; the result's
+    ``best_params`` hold the best ``n_layers`` and ``units``.
+
+    Parameters
+    ----------
+    samples
+        Sample table or training dataset with ``train`` and ``validation`` splits.
+    n_classes
+        Number of classes.
+    layers, cells
+        Grid values.
+    weighted_epochs, unweighted_epochs, batch_size, learning_rate, weight_decay
+        Training settings of every trial.
+    cluster
+        None (trials one after another here), ``"local"``, a scheduler address or a client.
+    project
+        Project directory or Settings (MLflow store).
+    name
+        Experiment name.
+
+    Returns
+    -------
+    workbench.experiments.ExperimentResult
+    """
+    from workbench.datasets.pixels import split_arrays
+    from workbench.experiments import OptimizationConfig, Searchspace, lagom
+    from workbench.training.fit import evaluate, two_phase_fit
+
+    if not layers or not cells:
+        raise DataError("layers and cells must each hold at least one value")
+    arrays = split_arrays(samples)
+    for split in ("train", "validation"):
+        if split not in arrays:
+            raise DataError(f"the grid search needs a {split!r} split; the samples have {sorted(arrays)}")
+    x_train, y_train = arrays["train"]
+    x_val, y_val = arrays["validation"]
+    scaling = fit_percentile_scaling(x_train)
+
+    def train_fn(hparams: dict[str, Any], reporter: Any) -> dict[str, float]:
+        class _Report(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                reporter.broadcast(float((logs or {}).get("val_accuracy", 0.0)), epoch)
+
+        model = build_lstm(x_train.shape[1], x_train.shape[2], n_classes, n_layers=int(hparams["n_layers"]),
+                           units=int(hparams["units"]), scaling=scaling)
+        two_phase_fit(model, x_train, y_train, n_classes=n_classes, validation_data=(x_val, y_val),
+                      weighted_epochs=weighted_epochs, unweighted_epochs=unweighted_epochs,
+                      batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+                      callbacks=[_Report()])
+        report = evaluate(model, x_val, y_val, n_classes=n_classes)
+        return {"overall_accuracy": report.overall_accuracy, "median_f1": report.median_f1, "kappa": report.kappa}
+
+    config = OptimizationConfig(
+        num_trials=len(layers) * len(cells), optimizer="gridsearch",
+        searchspace=Searchspace(n_layers=("DISCRETE", [int(v) for v in layers]),
+                                units=("DISCRETE", [int(v) for v in cells])),
+        optimization_key="overall_accuracy", direction="max", es_policy="none", name=name,
+        description="weighted two-phase LSTM: layers x cells",
+    )
+    return lagom(train_fn, config, cluster=cluster, project=project)

@@ -38,19 +38,34 @@ log = logging.getLogger(__name__)
 NODATA = 255
 
 
-def load_crop_model(path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Any:
-    """Load a ``.keras`` crop model (the STAR cell is registered on import)."""
+def load_crop_model(
+    source: str | os.PathLike[str],
+    *,
+    version: int | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    project: Any = None,
+) -> Any:
+    """Load a crop model: a ``.keras`` file, or a model name in the registry (``version``: number, alias, latest).
+
+    The STAR cell is registered on import, so StarRNN models load too.
+    """
     import keras
 
     import workbench.models.crops  # noqa: F401 - registers StarCell
 
-    with storage.local_copy(path, storage_options=storage_options) as local:
-        if not str(local).endswith(".keras"):
-            raise DataError(f"crop model {path!r} must be a .keras file")
+    if not str(source).endswith(".keras"):
+        if any(sep in str(source) for sep in ("/", "\\")) or str(source).endswith((".tif", ".h5", ".zip")):
+            raise DataError(f"crop model {str(source)!r} must be a .keras file or a registered model name")
+        from workbench import registry
+
+        if isinstance(version, str) and not version.isdigit():
+            return registry.get_model(str(source), alias=version, project=project).load()
+        return registry.get_model(str(source), None if version in (None, "") else int(version), project=project).load()
+    with storage.local_copy(source, storage_options=storage_options) as local:
         try:
             return keras.saving.load_model(local)
         except (OSError, ValueError) as exc:
-            raise DataError(f"cannot load crop model {path!r}: {exc}") from exc
+            raise DataError(f"cannot load crop model {str(source)!r}: {exc}") from exc
 
 
 def predict_composite(

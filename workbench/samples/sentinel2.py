@@ -48,6 +48,7 @@ __all__ = [
     "TILE_ORIGINS",
     "generate_sentinel2_samples",
     "sample_paths",
+    "find_sample_parcels",
     "crop_reflectance",
     "vegetation_curve",
 ]
@@ -277,12 +278,17 @@ def _parcels(
     freq = np.asarray(CROP_FREQUENCIES) / np.sum(CROP_FREQUENCIES)
     records: list[dict[str, Any]] = []
     crops: list[int] = []
-    for r0, r1, c0, c1 in _split_fields(rng, size):
+    fields = [f for f in _split_fields(rng, size) if min(f[1] - f[0], f[3] - f[2]) >= 3]
+    n_classes = len(CROP_CLASSES)
+    # every class at least once per tile when the tile holds enough fields (as in a real LPIS
+    # extract of a region); the other fields follow the imbalanced class frequencies
+    labels = rng.choice(n_classes, size=len(fields), p=freq)
+    if len(fields) >= 2 * n_classes:
+        labels[rng.choice(len(fields), n_classes, replace=False)] = rng.permutation(n_classes)
+    for (r0, r1, c0, c1), crop in zip(fields, labels):
         # one-pixel road on the bottom and right side of every field
         r1e, c1e = (r1 - 1 if r1 < size else r1), (c1 - 1 if c1 < size else c1)
-        if r1e - r0 < 2 or c1e - c0 < 2:
-            continue
-        crop = int(rng.choice(len(CROP_CLASSES), p=freq))
+        crop = int(crop)
         pid = len(records)
         ids[r0:r1e, c0:c1e] = pid
         crops.append(crop)
@@ -352,8 +358,8 @@ def _scene_classification(
         scl[shadow] = 3
         cirrus = (_smooth_field(rng, (half, half), sigma=half / 6) > 1.3) & ~cloud & ~shadow
         scl[cirrus] = 10
-    if when.month in (12, 1, 2) and rng.random() < 0.45:
-        snow = _smooth_field(rng, (half, half), sigma=half / 5) > rng.uniform(-0.5, 1.0)
+    if when.month in (12, 1, 2) and rng.random() < 0.3:
+        snow = _smooth_field(rng, (half, half), sigma=half / 5) > rng.uniform(0.0, 1.5)
         scl[snow & (scl != 8) & (scl != 9)] = 11
     if rng.random() < 0.05:  # a swath edge: no data on a corner
         k = int(rng.integers(1, half // 3 + 1))
@@ -489,7 +495,7 @@ def _absolute(url: str) -> str:
 
 def _tile_names(n_tiles: int) -> list[str]:
     names = list(TILE_ORIGINS)
-    if not 1 <= n_tiles <= len(names):
+    if isinstance(n_tiles, bool) or not isinstance(n_tiles, (int, np.integer)) or not 1 <= n_tiles <= len(names):
         raise DataError(f"n_tiles must be in [1, {len(names)}], got {n_tiles}")
     return names[:n_tiles]
 
@@ -548,9 +554,10 @@ def generate_sentinel2_samples(
     DataError
         On an invalid ``n_tiles``, ``size`` or ``agronomic_year``.
     """
+    from affine import Affine
     from tqdm.auto import tqdm
 
-    tiles = _tile_names(int(n_tiles))
+    tiles = _tile_names(n_tiles)
     if not isinstance(size, (int, np.integer)) or size < 16 or size > 2048 or size % 2:
         raise DataError(f"size must be an even number of pixels in [16, 2048], got {size!r}")
     if not isinstance(agronomic_year, (int, np.integer)) or not 2015 <= agronomic_year <= 2100:
@@ -561,16 +568,14 @@ def generate_sentinel2_samples(
     items: list[pystac.Item] = []
     all_parcels: list[dict[str, Any]] = []
     year_start = dt.datetime(agronomic_year, 9, 1, tzinfo=dt.timezone.utc)
-    from affine import Affine
-
     for t_index, tile in enumerate(tiles):
         origin = TILE_ORIGINS[tile]
         ids, crops, records = _parcels(rng, tile, size, origin)
         all_parcels += records
         n_parcels = len(records)
-        shift = rng.normal(0.0, 7.0, n_parcels)
+        shift = rng.normal(0.0, 5.0, n_parcels)
         scale = rng.uniform(0.85, 1.05, n_parcels)
-        gain = rng.normal(1.0, 0.04, (n_parcels, len(BANDS))).astype(np.float32)
+        gain = rng.normal(1.0, 0.02, (n_parcels, len(BANDS))).astype(np.float32)
         road = ids < 0
         safe_ids = np.where(road, 0, ids)
         pixel_noise_scale = rng.uniform(0.005, 0.012)
@@ -667,3 +672,21 @@ def sample_paths(out_dir: str | os.PathLike[str]) -> dict[str, str]:
     """Paths of the parcel and in-situ files that :func:`generate_sentinel2_samples` writes."""
     root = storage.join(_absolute(str(out_dir)), "sentinel2")
     return {"parcels": storage.join(root, "parcels.parquet"), "insitu": storage.join(root, "insitu.parquet")}
+
+
+def find_sample_parcels(items: "list[pystac.Item]", *, storage_options: Mapping[str, Any] | None = None) -> str | None:
+    """Path of the parcels written beside sample items (``<root>/sentinel2/parcels.parquet``), or None.
+
+    Sample assets live at ``<root>/sentinel2/<tile>/<item id>/<band>.tif``; real
+    Sentinel-2 items have no parcels beside them (give an LPIS file instead).
+    """
+    for item in items:
+        for asset in item.assets.values():
+            href = str(asset.href)
+            parts = href.rstrip("/").split("/")
+            if len(parts) < 5 or parts[-4] != "sentinel2":
+                continue
+            candidate = "/".join(parts[:-3] + ["parcels.parquet"])
+            if storage.exists(candidate, storage_options=storage_options):
+                return candidate
+    return None

@@ -4,9 +4,9 @@ Pure computation: NumPy kernels on blocks, and a lazy Dask/xarray wrapper that
 maps them over a ``(time, band, y, x)`` cube chunked in space only.
 
 The median kernel sorts the few observations of a month with a vectorised
-odd–even transposition network (elementwise ``minimum``/``maximum`` over whole
-planes, NaN sorted last as +inf), counts the valid ones and picks the middle
-one or two. It returns exactly what ``numpy.nanmedian`` returns (mean of the two
+Batcher odd–even merge network (elementwise ``minimum``/``maximum`` over
+cache-sized slabs, NaN sorted last as +inf), counts the valid ones and picks
+the middle one or two. It returns exactly what ``numpy.nanmedian`` returns (mean of the two
 middle values for an even count, NaN for no value) at memory speed, where
 ``nanmedian`` (and xarray's ``resample(...).median()`` on top of it) calls a
 Python function per pixel.
@@ -81,28 +81,90 @@ def _network(k: int) -> tuple[tuple[int, int], ...]:
     return tuple((a, b) for a, b in pairs if b < k)
 
 
-def _median_sorted_network(planes: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    """Median of ``k`` same-shape planes (NaN already +inf) through a sorting network."""
-    k = len(planes)
-    scratch = np.empty_like(planes[0])
+class _Workspace:
+    """Buffers reused across the slabs of one median: no allocation per slab.
+
+    (Dask worker processes trim the heap aggressively, so fresh temporaries
+    cost page faults; reusing buffers keeps the kernel at memory speed there.)
+    """
+
+    def __init__(self, k: int, step: int, dtype: np.dtype) -> None:
+        self.buf = np.empty((k + 1, step), dtype=dtype)  # k planes + one scratch row
+        self.nan = np.empty(step, dtype=bool)
+        self.count = np.empty(step, dtype=np.int64)
+        self.idx = np.empty(step, dtype=np.int64)
+        self.pos = np.arange(step, dtype=np.int64)
+        self.a = np.empty(step, dtype=dtype)
+        self.b = np.empty(step, dtype=dtype)
+
+
+def _median_slab(stack: np.ndarray, out: np.ndarray, ws: _Workspace) -> None:
+    """Median along axis 0 of ``stack`` (k, m) into ``out`` (m,) through a sorting network."""
+    k, m = stack.shape
+    buf = ws.buf[:, :m]
+    count, nan = ws.count[:m], ws.nan[:m]
+    count.fill(k)
+    inf = buf.dtype.type(np.inf)
+    for i in range(k):
+        np.isnan(stack[i], out=nan)
+        np.subtract(count, nan, out=count)
+        np.fmin(stack[i], inf, out=buf[i])  # x, or +inf where x is NaN: NaN sorts last
+    rows = list(range(k))
+    scratch = k
     for i, j in _network(k):
-        a, b = planes[i], planes[j]
-        np.minimum(a, b, out=scratch)
+        a, b = buf[rows[i]], buf[rows[j]]
+        np.minimum(a, b, out=buf[scratch])
         np.maximum(a, b, out=b)
-        planes[i], scratch = scratch, a  # swap buffers instead of copying
-    n = np.zeros(planes[0].shape, dtype=np.uint8)
-    for plane in planes:
-        n += plane != np.inf
-    flat = np.stack(planes).ravel()
-    size = planes[0].size
-    pos = np.arange(size)
-    n64 = n.astype(np.int64).ravel()
-    a = np.take(flat, (np.maximum(n64, 1) - 1) // 2 * size + pos).reshape(n.shape)
-    b = np.take(flat, n64 // 2 * size + pos).reshape(n.shape)
-    with np.errstate(invalid="ignore"):
-        med = np.asarray((a + b) / 2, dtype=dtype)
-    med[n == 0] = np.nan
-    return med
+        rows[i], scratch = scratch, rows[i]  # swap rows instead of copying
+    flat = ws.buf.reshape(-1)
+    order = np.asarray(rows, dtype=np.int64) * ws.buf.shape[1]  # flat offset of the r-th smallest row
+    idx, pos = ws.idx[:m], ws.pos[:m]
+    # lower middle: rank (n - 1) // 2 (0 when n == 0); upper middle: rank n // 2 (clipped)
+    np.maximum(count, 1, out=idx)
+    np.subtract(idx, 1, out=idx)
+    np.floor_divide(idx, 2, out=idx)
+    np.take(order, idx, out=idx)
+    np.add(idx, pos, out=idx)
+    np.take(flat, idx, out=ws.a[:m])
+    np.floor_divide(count, 2, out=idx)
+    np.minimum(idx, k - 1, out=idx)
+    np.take(order, idx, out=idx)
+    np.add(idx, pos, out=idx)
+    np.take(flat, idx, out=ws.b[:m])
+    np.add(ws.a[:m], ws.b[:m], out=out)
+    np.multiply(out, out.dtype.type(0.5), out=out)
+    np.equal(count, 0, out=nan)
+    np.copyto(out, out.dtype.type(np.nan), where=nan)
+
+
+def _slab_step(block_bytes: int, dtype: np.dtype, size: int) -> int:
+    return min(max(1024, block_bytes // dtype.itemsize), max(size, 1))
+
+
+def _nanmedian_into(stack: np.ndarray, out: np.ndarray, ws: _Workspace | None, block_bytes: int) -> None:
+    """Median of ``stack`` (k, ...) along axis 0 into ``out`` (...)."""
+    k = stack.shape[0]
+    dtype = out.dtype
+    if k == 0:
+        out[...] = np.nan
+        return
+    if k == 1:
+        out[...] = stack[0]
+        return
+    if k > _NETWORK_MAX:
+        work = np.where(np.isnan(stack), np.inf, stack).astype(dtype, copy=False)
+        work.sort(axis=0)
+        out[...] = _median_of_sorted(work, dtype)
+        return
+    flat = stack.reshape(k, -1)
+    if flat.dtype != dtype:
+        flat = flat.astype(dtype)
+    target = out.reshape(-1)
+    step = _slab_step(block_bytes, dtype, flat.shape[1])
+    if ws is None or ws.buf.shape[0] < k + 1 or ws.buf.shape[1] < step:
+        ws = _Workspace(k, step, dtype)
+    for s0 in range(0, flat.shape[1], step):
+        _median_slab(flat[:, s0:s0 + step], target[s0:s0 + step], ws)
 
 
 def nanmedian_axis0(stack: np.ndarray, *, block_bytes: int = 1 << 16) -> np.ndarray:
@@ -113,25 +175,10 @@ def nanmedian_axis0(stack: np.ndarray, *, block_bytes: int = 1 << 16) -> np.ndar
     few planes of a month stay in the CPU cache.
     """
     stack = np.asarray(stack)
-    k = stack.shape[0]
     dtype = np.dtype(stack.dtype if np.issubdtype(stack.dtype, np.floating) else np.float64)
-    if k == 0:
-        return np.full(stack.shape[1:], np.nan, dtype=dtype)
-    if k == 1:
-        return stack[0].astype(dtype, copy=True)
-    if k > _NETWORK_MAX:
-        work = np.where(np.isnan(stack), np.inf, stack).astype(dtype, copy=False)
-        work.sort(axis=0)
-        return _median_of_sorted(work, dtype)
-    flat = stack.reshape(k, -1)
-    out = np.empty(flat.shape[1], dtype=dtype)
-    step = max(1024, block_bytes // dtype.itemsize)
-    inf = dtype.type(np.inf)
-    for s0 in range(0, flat.shape[1], step):
-        # fmin(x, inf) is x, and inf where x is NaN: NaN sorts last
-        planes = [np.fmin(flat[i, s0:s0 + step], inf, dtype=dtype) for i in range(k)]
-        out[s0:s0 + step] = _median_sorted_network(planes, dtype)
-    return out.reshape(stack.shape[1:])
+    out = np.empty(stack.shape[1:], dtype=dtype)
+    _nanmedian_into(stack, out, None, block_bytes)
+    return out
 
 
 def _median_of_sorted(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -154,14 +201,17 @@ def monthly_median(data: np.ndarray, months: np.ndarray) -> np.ndarray:
     months = np.asarray(months)
     if months.shape != data.shape[:1]:
         raise DataError(f"{months.size} month indices for {data.shape[0]} time steps")
-    dtype = data.dtype if np.issubdtype(data.dtype, np.floating) else np.float64
+    dtype = np.dtype(data.dtype if np.issubdtype(data.dtype, np.floating) else np.float64)
     out = np.empty((N_MONTHS,) + data.shape[1:], dtype=dtype)
-    for m in range(N_MONTHS):
-        where = np.flatnonzero(months == m)
+    per_month = [np.flatnonzero(months == m) for m in range(N_MONTHS)]
+    k_max = max(len(w) for w in per_month)
+    size = int(np.prod(data.shape[1:], dtype=np.int64))
+    ws = _Workspace(k_max, _slab_step(1 << 16, dtype, size), dtype) if 1 < k_max <= _NETWORK_MAX else None
+    for m, where in enumerate(per_month):
         if where.size and where[-1] - where[0] + 1 == where.size:  # sorted times: a view, no copy
-            out[m] = nanmedian_axis0(data[where[0]:where[-1] + 1])
+            _nanmedian_into(data[where[0]:where[-1] + 1], out[m], ws, 1 << 16)
         else:
-            out[m] = nanmedian_axis0(data[where])
+            _nanmedian_into(data[where], out[m], ws, 1 << 16)
     return out
 
 
@@ -257,7 +307,11 @@ def monthly_composite(
             f"no acquisition in agronomic year {agronomic_year} "
             f"({agronomic_year}-09-01..{agronomic_year + 1}-08-31); the cube covers {span}"
         )
-    cube = reflectance.isel(time=np.flatnonzero(keep))
+    where = np.flatnonzero(keep)
+    if where[-1] - where[0] + 1 == where.size:  # a contiguous run of dates: a slice, no gather
+        cube = reflectance.isel(time=slice(int(where[0]), int(where[-1]) + 1))
+    else:
+        cube = reflectance.isel(time=where)
     months = months[keep]
     data = cube.data
     if not isinstance(data, da.Array):

@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pystac
 
 from workbench.errors import DataError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["DEFAULT_BANDS", "asset_key", "item_epsg", "item_tile", "group_by_tile", "load_cube", "scale_offset"]
 
@@ -156,7 +159,7 @@ def load_cube(
     resolution: float | None = None,
     chunk: int = 512,
     storage_options: Mapping[str, Any] | None = None,
-) -> "Any":
+) -> "xr.Dataset":
     """Open items lazily as DN and SCL cubes on one grid.
 
     Parameters

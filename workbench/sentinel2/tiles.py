@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -61,7 +62,7 @@ def mask_cube(
     if dilation:
         # dilation needs neighbours: compute the valid mask with an overlap, then mask
         ok = da.map_overlap(
-            lambda s: valid_mask(s, invalid=invalid, dilation=dilation),
+            partial(valid_mask, invalid=invalid, dilation=dilation),
             scl, depth={0: 0, 1: dilation, 2: dilation}, boundary="nearest", dtype=bool,
         )
         scl = da.where(ok, np.uint8(4), np.uint8(0))  # re-encode: 0 (invalid) / 4 (valid)
@@ -194,6 +195,7 @@ def ndvi(composite: "xr.Dataset") -> "xr.DataArray":
     red, nir = refl.sel(band="B04"), refl.sel(band="B08")
     out = (nir - red) / (nir + red)
     out.name = "ndvi"
+    out.attrs = {"long_name": "NDVI", "units": "1"}
     return out
 
 
