@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := env/constraints.txt
-EXTRAS ?= ml,lab,test
+EXTRAS ?= ml,gp,lab,test
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 

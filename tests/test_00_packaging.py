@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _pyproject_deps() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return project["dependencies"] + extras["ml"] + extras["lab"] + extras["test"]
+    return project["dependencies"] + extras["ml"] + extras["gp"] + extras["lab"] + extras["test"]
 
 
 def _env_deps(path: Path) -> list[str]:
