@@ -6,7 +6,7 @@ import datetime as _dt
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -231,19 +231,25 @@ class FeatureStore:
         log.info("created feature group %s v%d at %s", name, version, self._group_dir(name, version))
         return FeatureGroup(self, meta)
 
+    def _metadata(
+        self, kind: str, label: str, name: str, version: int | None, directory: Callable[[str, int], str]
+    ) -> dict[str, Any]:
+        """Metadata of version ``version`` (``None``: the highest) of a group or view; errors name it."""
+        check_name(name, f"{label} name")
+        if version is None:
+            versions = self._versions(kind, name)
+            if not versions:
+                raise FeatureStoreError(f"{label} {name!r} does not exist")
+            version = versions[-1]
+        check_version(version, f"{label} version")
+        url = storage.join(directory(name, version), "metadata.json")
+        if not self._exists(url):
+            raise FeatureStoreError(f"{label} {name!r} version {version} does not exist")
+        return read_json(url, self.storage_options)
+
     def get_feature_group(self, name: str, version: int | None = None) -> FeatureGroup:
         """Get a feature group (``version=None``: the highest version)."""
-        check_name(name, "feature group name")
-        if version is None:
-            versions = self._versions("feature_groups", name)
-            if not versions:
-                raise FeatureStoreError(f"feature group {name!r} does not exist")
-            version = versions[-1]
-        check_version(version, "feature group version")
-        url = storage.join(self._group_dir(name, version), "metadata.json")
-        if not self._exists(url):
-            raise FeatureStoreError(f"feature group {name!r} version {version} does not exist")
-        return FeatureGroup(self, read_json(url, self.storage_options))
+        return FeatureGroup(self, self._metadata("feature_groups", "feature group", name, version, self._group_dir))
 
     def get_or_create_feature_group(
         self,
@@ -305,17 +311,7 @@ class FeatureStore:
         """Get a feature view (``version=None``: the highest version)."""
         from workbench.featurestore.feature_view import FeatureView
 
-        check_name(name, "feature view name")
-        if version is None:
-            versions = self._versions("feature_views", name)
-            if not versions:
-                raise FeatureStoreError(f"feature view {name!r} does not exist")
-            version = versions[-1]
-        check_version(version, "feature view version")
-        url = storage.join(self._view_dir(name, version), "metadata.json")
-        if not self._exists(url):
-            raise FeatureStoreError(f"feature view {name!r} version {version} does not exist")
-        return FeatureView(self, read_json(url, self.storage_options))
+        return FeatureView(self, self._metadata("feature_views", "feature view", name, version, self._view_dir))
 
     def get_or_create_feature_view(
         self,
