@@ -64,6 +64,8 @@ def test_run_record(chain: Path, project_dir: Path) -> None:
     for key in ("package_versions", "git_commit", "started", "ended", "parameters", "settings"):
         assert key in on_disk
     assert on_disk["package_versions"]["papermill"]
+    report = (run_dir / "report.html").read_text()
+    assert "01_make.ipynb" in report and "made.txt" in report and "chain run" in report
 
 
 def test_failing_stage_and_resume(chain: Path, project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +86,7 @@ def test_failing_stage_and_resume(chain: Path, project_dir: Path, capsys: pytest
     assert code == 0
     out = capsys.readouterr().out
     assert f"run record: {run_dir / 'run.json'}" in out
-    assert "report:" in out
+    assert f"report: {run_dir / 'report.html'}" in out
     record = read_run(run_dir)
     assert record["status"] == "ok" and [s["status"] for s in record["stages"]] == ["ok", "ok"]
     assert len(record["resumed"]) == 1

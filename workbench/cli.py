@@ -51,13 +51,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         err = failed.get("error") or {}
         print(f"\nstage {failed['name']!r} failed: {err.get('ename')}: {err.get('evalue')}", file=sys.stderr)
         print(f"partly executed notebook: {failed.get('output_notebook')}", file=sys.stderr)
+        print(f"report: {run_dir / 'report.html'}", file=sys.stderr)
         print(f"resume with: workbench run --resume {record['run_id']}", file=sys.stderr)
         return 1
     print(f"\nrun {record['run_id']} ok")
     print(f"run record: {run_dir / 'run.json'}")
-    reports = [v["path"] for s in record["stages"] for k, v in (s.get("outputs") or {}).items() if k == "report"]
-    if reports:
-        print(f"report: {reports[-1]}")
+    print(f"report: {run_dir / 'report.html'}")
     return 0
 
 
