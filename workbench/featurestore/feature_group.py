@@ -459,7 +459,9 @@ class FeatureGroup:
                     deltalake.write_deltalake(
                         self.location,
                         source,
-                        mode="overwrite" if mode == "overwrite" else "append",
+                        # the first upsert creates the table and must lose a race to create it
+                        # (then it merges), never be retried into a plain append of duplicate keys
+                        mode={"overwrite": "overwrite", "upsert": "error"}.get(mode, "append"),
                         storage_options=opts,
                         commit_properties=properties,
                     )
