@@ -432,13 +432,17 @@ class FeatureGroup:
 
         opts = self._store._delta_options or None
         info = {"commit_id": commit_id, "operation": mode, "rows": stats["rows"], "statistics": stats}
-        properties = deltalake.CommitProperties(
-            custom_metadata={COMMIT_KEY: json.dumps(info, default=float)}, max_commit_retries=200
-        )
+        metadata = {COMMIT_KEY: json.dumps(info, default=float)}
         attempts = 20
         for attempt in range(attempts):
             exists = self.has_data()
             source = data() if callable(data) else data
+            # deltalake retries a conflicting append by itself; a commit that creates the table must not be
+            # retried that way (it would land as a later version: a second upsert "creation" appending
+            # duplicate keys): it fails, and this loop retries it on the table the other writer created
+            properties = deltalake.CommitProperties(
+                custom_metadata=metadata, max_commit_retries=200 if exists else 0
+            )
             try:
                 if mode == "upsert" and exists:
                     predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.primary_key)
@@ -468,9 +472,12 @@ class FeatureGroup:
                 break
             except (CommitFailedError, DeltaError) as exc:
                 text = str(exc).lower()
-                lost_race = (not exists and any(w in text for w in ("exists", "version 0", "conflict"))) or (
-                    mode == "upsert" and any(w in text for w in ("conflict", "concurrent"))
-                )
+                # a writer that found no table commits the table's metadata with its data; when another
+                # writer created the table first, that commit fails (already exists, version 0 taken,
+                # metadata changed since): retry on the table as it now is
+                lost_race = (not exists and isinstance(exc, CommitFailedError)) or (
+                    not exists and any(w in text for w in ("exists", "version 0", "conflict", "metadata"))
+                ) or (mode == "upsert" and any(w in text for w in ("conflict", "concurrent")))
                 if lost_race and attempt < attempts - 1:
                     log.debug("feature group %s: commit retried after %s", self.name, exc)
                     time.sleep(0.05 * (attempt + 1))
