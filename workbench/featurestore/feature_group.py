@@ -475,9 +475,12 @@ class FeatureGroup:
                 # a writer that found no table commits the table's metadata with its data; when another
                 # writer created the table first, that commit fails (already exists, version 0 taken,
                 # metadata changed since): retry on the table as it now is
-                lost_race = (not exists and isinstance(exc, CommitFailedError)) or (
-                    not exists and any(w in text for w in ("exists", "version 0", "conflict", "metadata"))
-                ) or (mode == "upsert" and any(w in text for w in ("conflict", "concurrent")))
+                created_elsewhere = isinstance(exc, CommitFailedError) or any(
+                    w in text for w in ("exists", "version 0", "conflict")
+                )
+                lost_race = (not exists and created_elsewhere) or (
+                    mode == "upsert" and any(w in text for w in ("conflict", "concurrent"))
+                )
                 if lost_race and attempt < attempts - 1:
                     log.debug("feature group %s: commit retried after %s", self.name, exc)
                     time.sleep(0.05 * (attempt + 1))
