@@ -120,8 +120,9 @@ def test_reference_to_missing_output(chain: Path, project_dir: Path) -> None:
     bad = project_dir / "pipelines" / "ref.yaml"
     bad.write_text("name: ref\nstages:\n  - name: use\n    notebook: notebooks/use.ipynb\n"
                    "    parameters: {made: '{make.made}'}\n")
-    with pytest.raises(PipelineError, match="stage 'make' recorded no output 'made'"):
+    with pytest.raises(PipelineError, match="refers to stage 'make', which is not an earlier stage"):
         run_pipeline(bad, progress=False)
+    assert not (project_dir / "runs").exists() or not any((project_dir / "runs").iterdir())
 
 
 def test_missing_kernel_is_a_clear_error(chain: Path) -> None:
@@ -144,3 +145,189 @@ def test_cli_errors(chain: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_record_outputs_outside_a_run(tmp_path: Path) -> None:
     assert record_outputs(x=tmp_path / "a") == {"x": str(tmp_path / "a")}
     assert not (tmp_path / "outputs").exists()
+
+
+# --- issue 17, "Runs and their records" -------------------------------------------------------------
+
+
+def test_unknown_parameter_is_an_error_with_did_you_mean(chain: Path, project_dir: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(chain), "-q", "-p", "nosuchparam=3"]) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'nosuchparam' is declared by no stage" in err and "'value'" in err
+    assert main(["run", str(chain), "-q", "-p", "valeu=3"]) == 2
+    assert "did you mean 'value'?" in capsys.readouterr().err
+    assert not (project_dir / "runs").exists()  # refused before any run folder is made
+
+
+def test_stage_parameter_not_declared_is_an_error(chain: Path, project_dir: Path) -> None:
+    bad = project_dir / "pipelines" / "undeclared.yaml"
+    bad.write_text("name: u\nstages:\n  - name: make\n    notebook: notebooks/make.ipynb\n"
+                   "    parameters: {vlaue: 2}\n")
+    with pytest.raises(PipelineError, match=r"parameter 'vlaue' is not declared by make.ipynb \(did you mean 'value'"):
+        run_pipeline(bad, progress=False)
+
+
+def test_missing_absolute_notebook_is_a_one_line_error(chain: Path, project_dir: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    bad = project_dir / "pipelines" / "abs.yaml"
+    bad.write_text(f"name: a\nstages:\n  - name: x\n    notebook: {project_dir / 'nope.ipynb'}\n")
+    assert main(["run", str(bad), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+
+
+def test_failure_before_a_stage_ends_the_run(chain: Path, project_dir: Path) -> None:
+    """A stage whose reference cannot be resolved at run time: the run ends 'failed', never stays 'running'."""
+    nbs = project_dir / "notebooks"
+    _notebook(nbs / "silent.ipynb", "x = 1", "pass")  # records nothing
+    bad = project_dir / "pipelines" / "late.yaml"
+    bad.write_text("name: late\nstages:\n  - name: make\n    notebook: notebooks/silent.ipynb\n"
+                   "  - name: use\n    notebook: notebooks/use.ipynb\n    parameters: {made: '{make.made}'}\n")
+    with pytest.raises(PipelineError, match="recorded no output 'made'"):
+        run_pipeline(bad, progress=False)
+    (run_dir,) = (project_dir / "runs").iterdir()
+    record = read_run(run_dir)
+    assert record["status"] == "failed" and record["ended"]
+    assert record["attempts"][-1]["status"] == "failed"
+    assert not (run_dir / "run.lock").exists()
+
+
+def test_resume_refuses_a_live_run_and_takes_over_a_stale_lock(chain: Path, project_dir: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    record = run_pipeline(chain, progress=False, parameters={"fail": True})
+    run_dir = project_dir / "runs" / record["run_id"]
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / "run.lock").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        with pytest.raises(PipelineError, match=f"still running \\(pid {sleeper.pid}"):
+            run_pipeline(resume=record["run_id"], progress=False)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the owner is gone: the lock is stale and the resume goes on
+    record = run_pipeline(resume=record["run_id"], progress=False, parameters={"fail": False})
+    assert record["status"] == "ok"
+    assert not (run_dir / "run.lock").exists()
+    assert os.getpid() != sleeper.pid
+
+
+def test_every_attempt_is_kept_with_its_overrides(chain: Path, project_dir: Path) -> None:
+    first = run_pipeline(chain, progress=False, parameters={"fail": True})
+    again = run_pipeline(resume=first["run_id"], progress=False, parameters={"fail": False})
+    record = read_run(project_dir / "runs" / first["run_id"])
+    assert record == json.loads(json.dumps(again, default=str))
+    assert record["overrides"] == {"fail": False}
+    one, two = record["attempts"]
+    assert one["overrides"] == {"fail": True} and one["status"] == "failed"
+    assert [(s["name"], s["status"]) for s in one["stages"]] == [("make", "ok"), ("use", "failed")]
+    assert one["stages"][1]["error"]["ename"] == "AssertionError"
+    assert two["overrides"] == {"fail": False} and two["status"] == "ok"
+    assert [(s["name"], s["status"]) for s in two["stages"]] == [("use", "ok")]
+    assert all(a["started"] and a["ended"] for a in (one, two))
+
+
+def test_record_names_workbench_build_and_uses_the_normal_umask(chain: Path, project_dir: Path) -> None:
+    import os
+    import stat
+
+    from workbench import __version__
+
+    outside = project_dir.parent / f"{project_dir.name}-outside.yaml"  # not in any git repository
+    outside.write_text(chain.read_text().replace("notebooks/", f"{project_dir}/notebooks/"))
+    old = os.umask(0o022)
+    try:
+        record = run_pipeline(outside, progress=False)
+    finally:
+        os.umask(old)
+    assert record["git_commit"] is None
+    assert record["workbench"]["version"] == __version__
+    run_dir = project_dir / "runs" / record["run_id"]
+    for name in ("run.json", "report.html"):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o644, name
+
+
+def test_registry_versions_and_catalogue_items_used_are_recorded(project_dir: Path) -> None:
+    nbs = project_dir / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "use.ipynb", "n = 1",
+              "from workbench.pipeline import record_usage\n"
+              "record_usage('models', {'name': 'crop_lstm', 'version': 3, 'source': 'registry'})\n"
+              "record_usage('catalogue_items', {'collection': 'sentinel-2-l2a', 'ids': ['a', 'b']})\n"
+              "record_usage('models', {'name': 'crop_lstm', 'version': 3, 'source': 'registry'})")
+    pipe = project_dir / "p.yaml"
+    pipe.write_text("name: p\nstages:\n  - name: use\n    notebook: notebooks/use.ipynb\n")
+    record = run_pipeline(pipe, progress=False)
+    used = record["stages"][0]["used"]
+    assert used["models"] == [{"name": "crop_lstm", "version": 3, "source": "registry"}]
+    assert used["catalogue_items"][0]["ids"] == ["a", "b"]
+
+
+def test_catalogue_search_in_a_run_notes_its_items(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real search path calls record_usage: the ids it found land in the stage's file."""
+    from workbench.catalog import search
+    from workbench.pipeline import RUN_DIR_ENV, STAGE_ENV
+    from workbench.samples.build import build_samples
+
+    build_samples(project_dir / "workbench-data")
+    monkeypatch.setenv(RUN_DIR_ENV, str(project_dir / "run"))
+    monkeypatch.setenv(STAGE_ENV, "discover")
+    items = search("sentinel-2-l2a", [-180, -90, 180, 90], "2000-01-01", "2100-01-01")
+    noted = json.loads((project_dir / "run" / "used" / "discover.json").read_text())
+    assert noted["catalogue_items"][0]["ids"] == [i.id for i in items]
+
+
+def test_a_killed_run_ends_interrupted_and_resumes(project_dir: Path) -> None:
+    """SIGTERM to `workbench run` while a stage runs: the record says 'interrupted', the lock is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nbs = project_dir / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "slow.ipynb", "seconds = 60", "import time\ntime.sleep(seconds)")
+    pipe = project_dir / "slow.yaml"
+    pipe.write_text("name: slow\nstages:\n  - name: nap\n    notebook: notebooks/slow.ipynb\n")
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(pipe), "-q"], cwd=project_dir,
+                            env={**os.environ, "WORKBENCH_PROJECT_DIR": str(project_dir)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        record: dict = {}
+        while time.monotonic() < deadline:
+            runs = list((project_dir / "runs").glob("*/run.json")) if (project_dir / "runs").exists() else []
+            if runs:
+                record = json.loads(runs[0].read_text())
+                if record["stages"][0]["status"] == "running":
+                    break
+            time.sleep(0.2)
+        assert record.get("stages", [{}])[0].get("status") == "running", "the stage never started"
+        time.sleep(2)  # inside the notebook's sleep
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    run_dir = runs[0].parent
+    record = read_run(run_dir)
+    assert record["status"] == "interrupted" and record["ended"]
+    assert record["stages"][0]["status"] == "interrupted"
+    assert record["attempts"][0]["status"] == "interrupted"
+    assert not (run_dir / "run.lock").exists()
+    again = run_pipeline(resume=record["run_id"], progress=False, parameters={"seconds": 0})
+    assert again["status"] == "ok" and len(again["attempts"]) == 2
+
+
+def test_demo_pipeline_validates() -> None:
+    """Every stage parameter of demo.yaml is declared by its notebook and every reference names an earlier stage."""
+    from workbench.pipeline import validate_pipeline
+
+    demo = load_pipeline(Path(__file__).resolve().parents[1] / "notebooks" / "pipelines" / "demo.yaml")
+    declared = validate_pipeline(demo)
+    assert set(declared) == {s.name for s in demo.stages}

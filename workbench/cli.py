@@ -47,10 +47,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     base = Path(args.runs_dir) if args.runs_dir else Path(record["project_dir"]) / "runs"
     run_dir = base / record["run_id"]
     if record["status"] != "ok":
-        failed = next(s for s in record["stages"] if s["status"] == "failed")
-        err = failed.get("error") or {}
-        print(f"\nstage {failed['name']!r} failed: {err.get('ename')}: {err.get('evalue')}", file=sys.stderr)
-        print(f"partly executed notebook: {failed.get('output_notebook')}", file=sys.stderr)
+        failed = next((s for s in record["stages"] if s["status"] in ("failed", "interrupted")), None)
+        if failed is not None:
+            err = failed.get("error") or {}
+            print(f"\nstage {failed['name']!r} failed: {err.get('ename')}: {err.get('evalue')}", file=sys.stderr)
+            print(f"partly executed notebook: {failed.get('output_notebook')}", file=sys.stderr)
+        else:
+            err = record.get("error") or {}
+            print(f"\nrun failed: {err.get('ename')}: {err.get('evalue')}", file=sys.stderr)
         print(f"report: {run_dir / 'report.html'}", file=sys.stderr)
         print(f"resume with: workbench run --resume {record['run_id']}", file=sys.stderr)
         return 1

@@ -22,13 +22,18 @@ with ``resume=RUN_ID`` continues from the failed stage.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import difflib
 import hashlib
 import json
 import logging
 import os
 import re
+import signal
+import socket
 import subprocess
+import threading
 import uuid
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -46,7 +51,9 @@ __all__ = [
     "load_pipeline",
     "run_pipeline",
     "record_outputs",
+    "record_usage",
     "read_run",
+    "validate_pipeline",
     "RUN_DIR_ENV",
     "STAGE_ENV",
 ]
@@ -89,6 +96,8 @@ def _resolve_notebook(notebook: str, pipeline_path: Path) -> Path:
     """Find a notebook path relative to the CWD or to an ancestor of the pipeline file."""
     candidate = Path(notebook)
     if candidate.is_absolute():
+        if not candidate.is_file():
+            raise PipelineError(f"pipeline {pipeline_path}: notebook {notebook!r} does not exist")
         return candidate
     if candidate.exists():
         return candidate.resolve()
@@ -253,16 +262,6 @@ def _path_inputs(parameters: Mapping[str, Any], cwd: Path) -> dict[str, dict[str
     return inputs
 
 
-def _stage_parameters(stage: Stage, pipeline: Pipeline, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    import papermill
-
-    declared = set(papermill.inspect_notebook(str(stage.notebook)))
-    params = {k: v for k, v in pipeline.parameters.items() if k in declared}
-    params.update(stage.parameters)
-    params.update({k: v for k, v in overrides.items() if k in declared})
-    return params
-
-
 def _check_kernel(kernel: str) -> None:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -313,11 +312,210 @@ def render_report(record: Mapping[str, Any]) -> str:
         "table{border-collapse:collapse}tr.failed{background:#fdd}tr.ok{background:#efe}</style></head><body>"
         f"<h1>{escape(record['pipeline'])} run {escape(record['run_id'])}: {escape(record['status'])}</h1>"
         f"<p>started {escape(str(record.get('started')))}, ended {escape(str(record.get('ended')))}, "
-        f"git commit {escape(str(record.get('git_commit')))}</p>"
+        f"git commit {escape(str(record.get('git_commit')))}, workbench "
+        f"{escape(str((record.get('workbench') or {}).get('version')))} "
+        f"({escape(str((record.get('workbench') or {}).get('commit')))}), "
+        f"{len(record.get('attempts') or [])} attempt(s)</p>"
         "<table><tr><th>stage</th><th>status</th><th>seconds</th><th>executed notebook</th>"
         "<th>outputs / error</th></tr>" + "".join(rows) + "</table>"
         f"<h2>Parameters</h2><pre>{params}</pre></body></html>"
     )
+
+
+def _declared_parameters(notebook: Path) -> set[str]:
+    import papermill
+
+    try:
+        return set(papermill.inspect_notebook(str(notebook)))
+    except Exception as exc:  # noqa: BLE001 - bad notebook JSON, unreadable file
+        raise PipelineError(f"notebook {notebook} cannot be read: {exc}") from None
+
+
+def _references(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        match = _REFERENCE.match(value)
+        return [match.groups()] if match else []  # type: ignore[list-item]
+    if isinstance(value, list):
+        return [r for v in value for r in _references(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _references(v)]
+    return []
+
+
+def _did_you_mean(name: str, choices: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_pipeline(
+    pipeline: Pipeline, *, overrides: Mapping[str, Any] | None = None, kernel: str | None = None
+) -> dict[str, set[str]]:
+    """Check a whole pipeline before anything runs; return each stage's declared parameters.
+
+    Checks that every notebook can be read, that every stage parameter and every
+    override is declared by a notebook (with a "did you mean"), that every
+    ``{stage.output}`` reference names an earlier stage, and that the kernel is
+    installed.
+
+    Raises
+    ------
+    PipelineError
+        On the first problem found, naming the stage, parameter or kernel.
+    """
+    _check_kernel(kernel or pipeline.kernel)
+    declared: dict[str, set[str]] = {}
+    for stage in pipeline.stages:
+        names = _declared_parameters(stage.notebook)
+        for key in stage.parameters:
+            if key not in names:
+                raise PipelineError(
+                    f"stage {stage.name!r}: parameter {key!r} is not declared by {stage.notebook.name}"
+                    f"{_did_you_mean(key, names)}; it declares {sorted(names)}"
+                )
+        for source, _key in _references(stage.parameters):
+            if source not in declared:
+                raise PipelineError(
+                    f"stage {stage.name!r}: a parameter refers to stage {source!r}, which is not an earlier "
+                    f"stage of the pipeline (earlier stages: {list(declared)})"
+                )
+        declared[stage.name] = names
+    every = set().union(*declared.values()) if declared else set()
+    for key in overrides or {}:
+        if key not in every:
+            raise PipelineError(
+                f"parameter {key!r} is declared by no stage of pipeline {pipeline.name!r}"
+                f"{_did_you_mean(key, every)}; the stages declare {sorted(every)}"
+            )
+    return declared
+
+
+def _workbench_build() -> dict[str, str | None]:
+    from workbench import __version__
+
+    return {"version": __version__, "commit": _git_commit(Path(__file__).resolve().parent)}
+
+
+def record_usage(kind: str, entry: Mapping[str, Any]) -> None:
+    """Note, inside a pipeline run, a registry version or catalogue items a stage used.
+
+    The runner adds them to the stage's ``used`` entry of ``run.json``. Outside a
+    run (no ``WORKBENCH_RUN_DIR``/``WORKBENCH_STAGE``) this does nothing, and a
+    failure to note never fails the caller's work.
+    """
+    run_dir, stage = os.environ.get(RUN_DIR_ENV), os.environ.get(STAGE_ENV)
+    if not run_dir or not stage:
+        return
+    target = Path(run_dir) / "used" / f"{stage}.json"
+    try:
+        with _file_lock(target.with_suffix(".lock")):
+            existing = json.loads(target.read_text()) if target.exists() else {}
+            items = existing.setdefault(kind, [])
+            value = json.loads(json.dumps(dict(entry), default=str))
+            if value not in items:
+                items.append(value)
+            write_bytes(target, json.dumps(existing, indent=1).encode())
+    except (OSError, ValueError) as exc:
+        log.warning("could not note the %s used by stage %s: %s", kind, stage, exc)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Any:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _RunLock:
+    """``<run dir>/run.lock``: the pid and host of the process running the run."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "run.lock"
+
+    def acquire(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = json.loads(self.path.read_text())
+                except (OSError, ValueError):
+                    owner = {}
+                pid = int(owner.get("pid") or 0)
+                if pid and owner.get("host") == me["host"] and _pid_alive(pid) and pid != os.getpid():
+                    raise PipelineError(
+                        f"run {self.path.parent.name} is still running (pid {pid} since {owner.get('since')}); "
+                        "wait for it or stop that process before resuming"
+                    ) from None
+                if pid and owner.get("host") not in (None, me["host"]):
+                    raise PipelineError(
+                        f"run {self.path.parent.name} is locked by pid {pid} on host {owner.get('host')}; "
+                        f"remove {self.path} if that process is gone"
+                    ) from None
+                log.warning("removing the stale lock of run %s (pid %s is gone)", self.path.parent.name, pid)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            return
+        raise PipelineError(f"could not lock run {self.path.parent.name}")
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _Terminated(BaseException):
+    """Raised in the runner's main thread when it receives SIGTERM or SIGHUP."""
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Any:
+    """Turn SIGTERM/SIGHUP into an exception, so a killed run ends as ``interrupted``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _handler(signum: int, _frame: Any) -> None:
+        raise _Terminated(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _attempt_summary(record: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "started": _now(), "ended": None, "status": "running", "overrides": dict(overrides),
+        "parameters": dict(record.get("parameters") or {}), "stages": [],
+    }
+
+
+def _close_attempt(record: dict[str, Any], status: str) -> None:
+    attempt = record["attempts"][-1]
+    attempt.update(status=status, ended=_now())
+    attempt["stages"] = [
+        {k: s.get(k) for k in ("name", "status", "started", "ended", "error")}
+        for s in record["stages"] if s.get("attempt") == len(record["attempts"])
+    ]
 
 
 def run_pipeline(
@@ -332,6 +530,12 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run a pipeline (or resume a failed run) and return its run record.
 
+    The whole pipeline is validated first (:func:`validate_pipeline`). The run
+    directory holds a lock with the runner's pid while it runs; a run ends as
+    ``ok``, ``failed`` or ``interrupted`` (Ctrl-C, SIGTERM, SIGHUP) whatever
+    happens, and every attempt (the first and each resume) is kept in
+    ``attempts``.
+
     Parameters
     ----------
     pipeline_file
@@ -342,11 +546,12 @@ def run_pipeline(
         Working directory of the notebooks (default the ``project_dir`` setting).
     parameters
         Overrides, given to every stage whose notebook declares them; they win
-        over the pipeline's shared and per-stage parameters.
+        over the pipeline's shared and per-stage parameters. A name that no
+        stage declares is an error.
     kernel
         Jupyter kernel (default the pipeline's ``kernel``, ``workbench``).
     resume
-        Id of a failed run to continue from its failed stage.
+        Id of a failed or interrupted run to continue from its failed stage.
     progress
         Show progress bars (stages, and cells within a stage).
 
@@ -356,9 +561,6 @@ def run_pipeline(
         The run record also written to ``runs/<run-id>/run.json``; its
         ``status`` is ``ok`` or ``failed``.
     """
-    import papermill
-    from tqdm.auto import tqdm
-
     from workbench.config import load_settings
 
     settings = load_settings()
@@ -371,17 +573,30 @@ def run_pipeline(
             raise PipelineError(f"run {resume} finished ok; nothing to resume")
         pipeline = load_pipeline(pipeline_file or record["pipeline_file"])
         overrides = dict(record.get("overrides") or {})
-        if parameters:
-            overrides.update(parameters)
+        overrides.update(parameters or {})
+        kernel = kernel or record.get("kernel") or pipeline.kernel
+        declared = validate_pipeline(pipeline, overrides=overrides, kernel=kernel)
+        names = [s.name for s in pipeline.stages]
+        if [s["name"] for s in record["stages"]] != names:
+            raise PipelineError(f"pipeline {pipeline.path} no longer has the stages of run {record['run_id']}")
+        lock = _RunLock(run_dir)
+        lock.acquire()
         record["resumed"] = [*record.get("resumed", []), _now()]
+        record["overrides"] = overrides
+        record["parameters"] = {**pipeline.parameters, **overrides}
+        record.setdefault("attempts", [])
     else:
         if pipeline_file is None:
             raise PipelineError("give a pipeline file, or resume=RUN_ID")
         pipeline = load_pipeline(pipeline_file)
         overrides = dict(parameters or {})
+        kernel = kernel or pipeline.kernel
+        declared = validate_pipeline(pipeline, overrides=overrides, kernel=kernel)
         run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
         run_dir = runs_root / run_id
         run_dir.mkdir(parents=True, exist_ok=False)
+        lock = _RunLock(run_dir)
+        lock.acquire()
         record = {
             "run_id": run_id,
             "pipeline": pipeline.name,
@@ -391,23 +606,70 @@ def run_pipeline(
             "parameters": {**pipeline.parameters, **overrides},
             "package_versions": _package_versions(),
             "git_commit": _git_commit(pipeline.path.parent),
+            "workbench": _workbench_build(),
             "settings": settings.public(),
             "started": _now(),
             "ended": None,
             "status": "running",
+            "attempts": [],
             "stages": [
                 {"name": s.name, "notebook": str(s.notebook), "status": "pending"} for s in pipeline.stages
             ],
         }
-    kernel = kernel or pipeline.kernel
-    _check_kernel(kernel)
-    names = [s.name for s in pipeline.stages]
-    if [s["name"] for s in record["stages"]] != names:
-        raise PipelineError(f"pipeline {pipeline.path} no longer has the stages of run {record['run_id']}")
+    record["attempts"].append(_attempt_summary(record, overrides))
     record["status"] = "running"
+    record["ended"] = None
     record["kernel"] = kernel
+    try:
+        with _signals_raise():
+            _write_record(run_dir, record)
+            _run_stages(pipeline, record, run_dir=run_dir, cwd=cwd, overrides=overrides, declared=declared,
+                        kernel=kernel, progress=progress)
+    except (KeyboardInterrupt, _Terminated) as exc:
+        _end_run(record, run_dir, "interrupted", {"ename": type(exc).__name__, "evalue": str(exc) or "interrupted"})
+        raise KeyboardInterrupt(str(exc)) from None
+    except BaseException as exc:
+        _end_run(record, run_dir, "failed", {"ename": type(exc).__name__, "evalue": str(exc)})
+        raise
+    finally:
+        lock.release()
+    return record
+
+
+def _end_run(record: dict[str, Any], run_dir: Path, status: str, error: dict[str, Any]) -> None:
+    """Mark the running stage and the run as ``status`` (when the run is not already ended)."""
+    if record["status"] != "running":
+        return
+    for entry in record["stages"]:
+        if entry["status"] == "running":
+            entry.update(status=status, ended=_now(), error=error)
+            record["failed_stage"] = entry["name"]
+    record.update(status=status, ended=_now())
+    record.setdefault("error", error)
+    _close_attempt(record, status)
     _write_record(run_dir, record)
 
+
+def _stage_used(run_dir: Path, stage: str) -> dict[str, Any]:
+    used = run_dir / "used" / f"{stage}.json"
+    return json.loads(used.read_text()) if used.exists() else {}
+
+
+def _run_stages(
+    pipeline: Pipeline,
+    record: dict[str, Any],
+    *,
+    run_dir: Path,
+    cwd: Path,
+    overrides: Mapping[str, Any],
+    declared: Mapping[str, set[str]],
+    kernel: str,
+    progress: bool,
+) -> None:
+    import papermill
+    from tqdm.auto import tqdm
+
+    attempt = len(record["attempts"])
     outputs: dict[str, dict[str, str]] = {}
     saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, STAGE_ENV)}
     bar = tqdm(total=len(pipeline.stages), desc=f"{pipeline.name}", unit="stage", disable=not progress)
@@ -420,31 +682,36 @@ def run_pipeline(
                 continue
             bar.set_postfix_str(stage.name)
             out_nb = run_dir / f"{index:02d}_{stage.name}.ipynb"
-            params = _resolve_references(_stage_parameters(stage, pipeline, overrides), outputs, stage.name)
+            params = {k: v for k, v in pipeline.parameters.items() if k in declared[stage.name]}
+            params.update(stage.parameters)
+            params.update({k: v for k, v in overrides.items() if k in declared[stage.name]})
+            params = _resolve_references(params, outputs, stage.name)
+            (run_dir / "used" / f"{stage.name}.json").unlink(missing_ok=True)
             entry.update(
-                {"status": "running", "started": _now(), "ended": None, "error": None,
+                {"status": "running", "started": _now(), "ended": None, "error": None, "attempt": attempt,
                  "output_notebook": str(out_nb), "parameters": params, "inputs": _path_inputs(params, cwd)}
             )
             _write_record(run_dir, record)
             os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
             os.environ[STAGE_ENV] = stage.name
+            error: dict[str, Any] | None = None
             try:
                 papermill.execute_notebook(
                     str(stage.notebook), str(out_nb), parameters=params, kernel_name=kernel,
                     cwd=str(cwd), progress_bar=progress, log_output=False,
                 )
             except papermill.PapermillExecutionError as exc:
-                entry.update(status="failed", ended=_now(),
-                             error={"cell": exc.exec_count, "ename": exc.ename, "evalue": exc.evalue})
-                record.update(status="failed", ended=_now(), failed_stage=stage.name)
-                _write_record(run_dir, record)
+                error = {"cell": exc.exec_count, "ename": exc.ename, "evalue": exc.evalue}
                 log.error("stage %s failed in cell %s: %s: %s", stage.name, exc.exec_count, exc.ename, exc.evalue)
-                return record
-            except Exception as exc:  # noqa: BLE001 - kernel death, missing kernel, bad notebook JSON
-                entry.update(status="failed", ended=_now(), error={"ename": type(exc).__name__, "evalue": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - kernel death, bad notebook JSON
+                error = {"ename": type(exc).__name__, "evalue": str(exc)}
+            entry["used"] = _stage_used(run_dir, stage.name)
+            if error is not None:
+                entry.update(status="failed", ended=_now(), error=error)
                 record.update(status="failed", ended=_now(), failed_stage=stage.name)
+                _close_attempt(record, "failed")
                 _write_record(run_dir, record)
-                return record
+                return
             recorded = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
             outputs[stage.name] = recorded
             entry.update(
@@ -462,8 +729,9 @@ def run_pipeline(
                 os.environ[key] = value
     record.update(status="ok", ended=_now())
     record.pop("failed_stage", None)
+    record.pop("error", None)
+    _close_attempt(record, "ok")
     _write_record(run_dir, record)
-    return record
 
 
 def stage_summary(record: Mapping[str, Any]) -> list[dict[str, Any]]:

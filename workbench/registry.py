@@ -171,10 +171,15 @@ class ModelVersion:
         return self.path
 
     def load(self) -> "keras.Model":
-        """Load the Keras model."""
+        """Load the Keras model (noted in the run record when called inside a pipeline run)."""
         import keras
 
-        return keras.saving.load_model(self.path / MODEL_FILE, compile=True)
+        from workbench.pipeline import record_usage
+
+        model = keras.saving.load_model(self.path / MODEL_FILE, compile=True)
+        record_usage("models", {"name": self.name, "version": self.version, "run_id": self.run_id,
+                                "source": "registry"})
+        return model
 
     @property
     def signature(self) -> dict[str, Any]:
@@ -566,4 +571,8 @@ def _load_folder(folder: Path, source: Path, keras: Any) -> ExportedModel:
         keep = Path(tempfile.mkdtemp(prefix="wb-model-"))
         for item in folder.iterdir():
             shutil.copy2(item, keep / item.name)
+    from workbench.pipeline import record_usage
+
+    record_usage("models", {"name": metadata.get("name"), "version": metadata.get("version"),
+                            "run_id": metadata.get("run_id"), "source": str(source)})
     return ExportedModel(model=model, signature=signature, metadata=metadata, path=keep)

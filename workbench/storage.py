@@ -120,6 +120,20 @@ def read_bytes(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any
         return fs.cat_file(path)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(
     url: str | os.PathLike[str], data: bytes, *, storage_options: Mapping[str, Any] | None = None
 ) -> None:
@@ -131,6 +145,7 @@ def write_bytes(
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
             try:
+                os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the normal mode
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     fh.flush()

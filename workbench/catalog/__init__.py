@@ -80,12 +80,18 @@ def search(
     known = ODATA_COLLECTIONS if backend == "odata" else None
     query = make_query(collection, bbox, start, end, limit=limit, known_collections=known, **filters)
     if backend == "local":
-        return search_local(query, settings.local_catalog_path)
-    if backend == "stac":
-        return search_stac(query, settings.stac_url, timeout=settings.connect_timeout)
-    if backend == "odata":
-        return search_odata(query, settings.odata_url, timeout=settings.connect_timeout)
-    raise CatalogError(f"unknown catalogue backend {backend!r}; expected 'local', 'stac' or 'odata'")
+        items = search_local(query, settings.local_catalog_path)
+    elif backend == "stac":
+        items = search_stac(query, settings.stac_url, timeout=settings.connect_timeout)
+    elif backend == "odata":
+        items = search_odata(query, settings.odata_url, timeout=settings.connect_timeout)
+    else:
+        raise CatalogError(f"unknown catalogue backend {backend!r}; expected 'local', 'stac' or 'odata'")
+    from workbench.pipeline import record_usage
+
+    record_usage("catalogue_items", {"backend": backend, "collection": collection,
+                                     "ids": [item.id for item in items]})
+    return items
 
 
 def items_to_geodataframe(items: Iterable[pystac.Item]) -> "gpd.GeoDataFrame":
