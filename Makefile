@@ -53,7 +53,7 @@ test: install chromium web-assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --small || exit 1; done
+	$(PY) benchmarks/run_all.py
 
 lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

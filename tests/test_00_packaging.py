@@ -73,3 +73,14 @@ def test_every_notebook_has_a_parameters_cell_with_literals() -> None:
         for node in ast.parse(tagged[0].source).body:
             assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"{path.name}: parameters cell holds only assignments"
             ast.literal_eval(node.value)
+
+
+def test_every_notebook_declares_the_workbench_kernel() -> None:
+    """JupyterLab and Binder open each notebook with the workbench kernel, as papermill runs them."""
+    import json
+
+    kernel = json.loads((ROOT / "kernels" / "workbench" / "kernel.json").read_text())
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        spec = json.loads(path.read_text())["metadata"].get("kernelspec", {})
+        assert spec.get("name") == "workbench", f"{path.name} declares kernel {spec.get('name')!r}"
+        assert spec.get("display_name") == kernel["display_name"], path.name
