@@ -42,6 +42,7 @@ __all__ = [
     "get_models",
     "list_models",
     "get_best_model",
+    "registry_exists",
     "set_alias",
     "delete_alias",
     "export",
@@ -57,6 +58,9 @@ METADATA_FILE = "metadata.json"
 EXAMPLE_FILE = "input_example.npz"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
 _ARCHIVES = (".tar.gz", ".tgz", ".zip")
+#: Suffixes of archive types that export does not write (a directory named ``out.rar`` would mislead).
+_NOT_ARCHIVES = frozenset({".rar", ".7z", ".tar", ".gz", ".bz2", ".xz", ".zst", ".tbz", ".txz", ".tbz2", ".lz",
+                           ".jar", ".whl"})
 
 
 class RegistryError(DataError):
@@ -427,9 +431,28 @@ def get_model(
     except RegistryError:
         raise
     except Exception as exc:  # noqa: BLE001 - MlflowException RESOURCE_DOES_NOT_EXIST
+        known = list_models(project=project)
+        if name not in known:
+            raise RegistryError(f"no model named {name!r} is registered{_registered_hint(name, known)}") from None
         what = f"alias {alias!r}" if alias is not None else f"version {version}"
         raise RegistryError(f"model {name!r} has no {what}: {exc}") from exc
     return _to_version(mv, project)
+
+
+def _registered_hint(name: str, known: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f"; registered: {sorted(known)}" if known else "; the registry holds no model yet"
+
+
+def registry_exists(*, project: Any = None) -> bool:
+    """Whether the project has a registry store at all (checked without creating one)."""
+    from workbench.experiments._mlflow import store_path
+
+    return store_path(project).is_file()
 
 
 def list_models(*, project: Any = None) -> list[str]:
@@ -487,6 +510,11 @@ def export(
     example: everything :func:`load` needs, without the registry. The target
     is written under a temporary name and renamed into place.
     """
+    lower = Path(path).name.lower()
+    if not lower.endswith(_ARCHIVES) and Path(lower).suffix in _NOT_ARCHIVES:
+        raise RegistryError(
+            f"export target {Path(path).name!r}: unknown archive type; use a directory or one of {'/'.join(_ARCHIVES)}"
+        )
     mv = (
         get_model(name, version, project=project)
         if not isinstance(version, str) or version.isdigit()

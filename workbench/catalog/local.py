@@ -41,7 +41,7 @@ def _read(catalog_path: Path) -> pystac.Catalog:
     except FileNotFoundError:
         raise CatalogError(
             f"no local catalogue at {catalog_path}; build the sample data first "
-            "(notebooks/00_setup.ipynb or `workbench samples`)"
+            "(run notebooks/00_setup.ipynb, or `python -m workbench.samples.build`)"
         ) from None
     except (ValueError, KeyError, pystac.STACError, pystac.errors.STACTypeError) as exc:
         raise CatalogError(f"local catalogue {catalog_path} is not a valid STAC catalogue: {exc}") from exc

@@ -9,18 +9,40 @@ project's MLflow store.
 
 from __future__ import annotations
 
-from workbench.experiments.config import (
-    ABLATORS,
-    ES_POLICIES,
-    OPTIMIZERS,
-    AblationConfig,
-    AblationStudy,
-    OptimizationConfig,
-)
-from workbench.experiments.lagom import ExperimentResult, lagom
-from workbench.experiments.layers import remove_layers
-from workbench.experiments.searchspace import ExperimentError, Searchspace
-from workbench.experiments.trial import EarlyStopped, Reporter
+from typing import TYPE_CHECKING
+
+from workbench._lazy import lazy_exports
+
+_EXPORTS = {
+    "ABLATORS": "workbench.experiments.config",
+    "ES_POLICIES": "workbench.experiments.config",
+    "OPTIMIZERS": "workbench.experiments.config",
+    "AblationConfig": "workbench.experiments.config",
+    "AblationStudy": "workbench.experiments.config",
+    "OptimizationConfig": "workbench.experiments.config",
+    "ExperimentResult": "workbench.experiments.lagom",
+    "lagom": "workbench.experiments.lagom",
+    "remove_layers": "workbench.experiments.layers",
+    "ExperimentError": "workbench.experiments.searchspace",
+    "Searchspace": "workbench.experiments.searchspace",
+    "EarlyStopped": "workbench.experiments.trial",
+    "Reporter": "workbench.experiments.trial",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+if TYPE_CHECKING:  # the names for type checkers and IDEs
+    from workbench.experiments.config import (
+        ABLATORS,
+        ES_POLICIES,
+        OPTIMIZERS,
+        AblationConfig,
+        AblationStudy,
+        OptimizationConfig,
+    )
+    from workbench.experiments.lagom import ExperimentResult, lagom
+    from workbench.experiments.layers import remove_layers
+    from workbench.experiments.searchspace import ExperimentError, Searchspace
+    from workbench.experiments.trial import EarlyStopped, Reporter
 
 __all__ = [
     "lagom",

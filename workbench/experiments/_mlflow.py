@@ -16,7 +16,7 @@ from workbench.featurestore._common import project_settings
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["project_settings", "tracking_uri", "artifact_root", "client", "experiment_id", "retry_locked"]
+__all__ = ["project_settings", "store_path", "tracking_uri", "artifact_root", "client", "experiment_id", "retry_locked"]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -28,6 +28,11 @@ def _mlruns(project: Any) -> Path:
     path = Path(project_settings(project).project_dir).absolute() / "mlruns"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def store_path(project: Any = None) -> Path:
+    """Path of the project's sqlite store (``<project>/mlruns/mlflow.db``), without creating anything."""
+    return Path(project_settings(project).project_dir).absolute() / "mlruns" / "mlflow.db"
 
 
 def tracking_uri(project: Any = None) -> str:

@@ -11,13 +11,27 @@ __all__ = ["register"]
 
 def _handler(args: argparse.Namespace) -> int:
     from workbench import registry
+    from workbench.errors import WorkbenchError
+    from workbench.experiments._mlflow import store_path
 
+    if not registry.registry_exists():
+        raise WorkbenchError(
+            f"no model registry at {store_path()} (the project directory); run in the project folder or set "
+            "WORKBENCH_PROJECT_DIR; models are registered by the training notebooks"
+        )
     if args.action == "list":
         if not args.name:
-            for name in registry.list_models():
+            names = registry.list_models()
+            for name in names:
                 print(name)
+            if not names:
+                print("the registry holds no model yet")
             return 0
-        for v in registry.get_models(args.name):
+        versions = registry.get_models(args.name)
+        if not versions:
+            known = registry.list_models()
+            raise WorkbenchError(f"no model named {args.name!r} is registered{registry._registered_hint(args.name, known)}")
+        for v in versions:
             aliases = f"\t@{','.join(v.aliases)}" if v.aliases else ""
             print(f"{v.name} v{v.version}\t{json.dumps(v.metrics)}{aliases}")
     elif args.action == "best":

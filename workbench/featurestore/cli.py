@@ -12,9 +12,27 @@ __all__ = ["register"]
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from workbench.featurestore import FeatureStore
+    from workbench import storage
+    from workbench.featurestore import FeatureStore, FeatureStoreError
 
-    return FeatureStore(root=args.root) if args.root else FeatureStore()
+    fs = FeatureStore(root=args.root) if args.root else FeatureStore()
+    try:
+        found = storage.exists(fs.root, storage_options=fs.storage_options)
+    except Exception as exc:  # noqa: BLE001 - botocore credential/endpoint errors, translated below
+        raise FeatureStoreError(f"cannot reach the feature store at {fs.root}: {_why(exc)}") from None
+    if not found:
+        raise FeatureStoreError(
+            f"no feature store at {fs.root}; give --root of an existing store (default <storage_root>/featurestore)"
+        )
+    return fs
+
+
+def _why(exc: BaseException) -> str:
+    """A one-line reason, naming the settings to set when S3 credentials are missing."""
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    if names & {"NoCredentialsError", "PartialCredentialsError"} or "credentials" in str(exc).lower():
+        return "no S3 credentials; set WORKBENCH_S3_ACCESS_KEY and WORKBENCH_S3_SECRET_KEY (or s3_* in workbench.toml)"
+    return str(exc) or type(exc).__name__
 
 
 def _print(data: Any) -> None:

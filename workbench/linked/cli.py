@@ -77,12 +77,27 @@ def _load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query_text(query: str) -> str:
+    """The query itself, or the text of the file named by ``@path``."""
+    from workbench.errors import DataError
+
+    if not query.startswith("@"):
+        return query
+    path = Path(query[1:])
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"query file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read query file {path}: {exc}") from None
+
+
 def _query(args: argparse.Namespace) -> int:
     import pyoxigraph as ox
 
     from workbench.linked.results import write_boolean, write_results
 
-    text = Path(args.query[1:]).read_text(encoding="utf-8") if args.query.startswith("@") else args.query
+    text = _query_text(args.query)
     result = _open(args).query(text, use_index=not args.no_index)
     if isinstance(result, ox.QueryBoolean):
         sys.stdout.write(write_boolean(bool(result), args.format).decode())

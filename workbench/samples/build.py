@@ -60,3 +60,19 @@ def build_samples(
 
             ensure_sample_scene(root, seed=seed, rebuild=rebuild)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workbench.samples.build [--data-dir DIR]``: build the sample data and its catalogue."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m workbench.samples.build", description=main.__doc__)
+    parser.add_argument("--data-dir", default="workbench-data", help="where the sample data go")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild sets already in the catalogue")
+    args = parser.parse_args(argv)
+    print(build_samples(args.data_dir, rebuild=args.rebuild))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
