@@ -205,3 +205,23 @@ def test_cli_serve_subprocess(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_invalid_wkt_constant_is_a_400_naming_the_literal(server: EndpointServer, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 10: a malformed geometry written in the query is an error, not an empty answer."""
+    import httpx
+
+    from workbench.cli import main
+
+    bad = PFX + 'SELECT ?g WHERE { ?g geo:asWKT ?w FILTER(geof:sfWithin(?w, "POLYGON((0 0, 1 1"^^geo:wktLiteral)) }'
+    response = httpx.get(server.url, params={"query": bad}, timeout=30)
+    assert response.status_code == 400
+    assert "invalid geo:wktLiteral 'POLYGON((0 0, 1 1'" in response.text
+    store = tmp_path / "store"
+    assert main(["sparql", "query", bad, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid geo:wktLiteral 'POLYGON((0 0, 1 1'" in err
+    # a valid constant still answers, and a malformed literal in the data stays an unbound binding
+    good = bad.replace("POLYGON((0 0, 1 1", "POLYGON((0 0, 1 0, 1 1, 0 0))")
+    assert httpx.get(server.url, params={"query": good}, timeout=30).status_code == 200

@@ -90,6 +90,33 @@ def tokenize(query: str) -> list[Token]:
     return tokens
 
 
+def string_value(raw: str) -> str:
+    """The value of a SPARQL string token (quotes removed, escapes decoded)."""
+    quote = 3 if raw[:3] in ('"""', "'''") else 1
+    body = raw[quote:-quote]
+    return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
+
+
+def typed_literals(query: str, datatypes: frozenset[str]) -> list[tuple[str, str, int]]:
+    """Constant literals of the query typed with one of ``datatypes``: (lexical form, datatype IRI, offset).
+
+    An unknown character (see :func:`tokenize`) gives an empty list: the query is
+    then left to the SPARQL parser.
+    """
+    try:
+        tokens = tokenize(query)
+    except TokenizeError:
+        return []
+    prefixes = prefixes_of(tokens)
+    found = []
+    for i, tok in enumerate(tokens[:-2]):
+        if tok.kind == "str" and tokens[i + 1].text == "^^":
+            datatype = resolve(tokens[i + 2], prefixes)
+            if datatype in datatypes:
+                found.append((string_value(tok.text), datatype, tok.start))
+    return found
+
+
 def prefixes_of(tokens: list[Token]) -> dict[str, str]:
     """``PREFIX`` declarations of the prologue: prefix (without colon) -> namespace IRI."""
     prefixes: dict[str, str] = {}
@@ -434,9 +461,7 @@ def _argument(tokens: list[Token], a: int, b: int, prefixes: dict[str, str]) -> 
         return tokens[a].text, None
     if b - a == 3 and tokens[a].kind == "str" and tokens[a + 1].text == "^^":
         datatype = resolve(tokens[a + 2], prefixes)
-        raw = tokens[a].text
-        quote = 3 if raw[:3] in ('"""', "'''") else 1
-        lexical = raw[quote:-quote].encode("utf-8").decode("unicode_escape") if "\\" in raw else raw[quote:-quote]
+        lexical = string_value(tokens[a].text)
         if datatype:
             return None, (lexical, datatype)
     raise TokenizeError("argument is neither a variable nor a typed literal")

@@ -123,6 +123,30 @@ class QuerySyntaxError(DataError):
 _DECLARED = re.compile(r"(?i)\bPREFIX\s+([\w.-]*):")
 
 
+def check_geometry_constants(query: str) -> None:
+    """Refuse a query whose constant ``geo:wktLiteral``/``geo:gmlLiteral`` cannot be parsed.
+
+    A malformed geometry in the data stays a SPARQL expression error (the
+    binding is unbound), but one written in the query is the user's mistake:
+    answering "no results" would hide it.
+
+    Raises
+    ------
+    QuerySyntaxError
+        Naming the literal, its offset in the query and what is wrong with it.
+    """
+    from workbench.linked.geometry import GeometryLiteralError, parse_literal
+    from workbench.linked.rewrite import typed_literals
+    from workbench.linked.vocab import GML_LITERAL, WKT_LITERAL
+
+    for lexical, datatype, offset in typed_literals(query, frozenset({WKT_LITERAL, GML_LITERAL})):
+        try:
+            parse_literal(lexical, datatype)
+        except GeometryLiteralError as exc:
+            kind = "geo:wktLiteral" if datatype == WKT_LITERAL else "geo:gmlLiteral"
+            raise QuerySyntaxError(f"invalid {kind} {lexical[:80]!r} at offset {offset} of the query: {exc}") from None
+
+
 def with_default_prefixes(text: str) -> str:
     """``text`` with PREFIX declarations added for the known prefixes it uses but does not declare."""
     declared = set(_DECLARED.findall(text))
@@ -502,6 +526,7 @@ class GeoStore:
             _PARSER.query(query, base_iri=base_iri, custom_functions=self._functions)
         except SyntaxError as exc:
             raise QuerySyntaxError(str(exc)) from exc
+        check_geometry_constants(query)
 
     def select(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Rows of a SELECT query as dicts of variable name -> Python value (IRIs and literal lexical forms)."""
