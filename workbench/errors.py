@@ -14,6 +14,7 @@ __all__ = [
     "PipelineError",
     "ClusterError",
     "DataError",
+    "FeatureStoreError",
 ]
 
 
@@ -43,3 +44,7 @@ class ClusterError(WorkbenchError):
 
 class DataError(WorkbenchError, ValueError):
     """An input file or array is malformed (truncated, wrong shape, missing band...)."""
+
+
+class FeatureStoreError(DataError):
+    """A feature-store call got bad input, or the stored state does not allow it."""

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from workbench import storage
 from workbench.config import Settings, load_settings
-from workbench.errors import ConfigError, DataError, StorageError
+from workbench.errors import ConfigError, FeatureStoreError, StorageError
 
 __all__ = [
     "FeatureStoreError",
@@ -28,8 +28,6 @@ __all__ = [
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-class FeatureStoreError(DataError):
-    """A feature-store call got bad input, or the stored state does not allow it."""
 
 
 def project_settings(project: Any = None) -> Settings:

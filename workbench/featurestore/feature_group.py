@@ -18,6 +18,7 @@ from workbench import storage
 from workbench.featurestore import _tensors
 from workbench.featurestore._common import FeatureStoreError
 from workbench.featurestore._log import commit_infos
+from workbench.featurestore._time import to_wallclock
 from workbench.featurestore.statistics import frame_statistics, merge_statistics
 
 if TYPE_CHECKING:
@@ -31,6 +32,13 @@ __all__ = ["FeatureGroup", "INSERT_MODES"]
 log = logging.getLogger(__name__)
 
 INSERT_MODES = ("append", "upsert", "overwrite")
+#: Narrower column types a wider input may be cast to when every value survives the cast exactly.
+_NARROWING = {
+    "double": {"float"},
+    "long": {"integer", "short", "byte"},
+    "integer": {"short", "byte"},
+    "short": {"byte"},
+}
 COMMIT_KEY = "workbench.commit"
 _WIDENING = {
     "byte": {"byte"},
@@ -49,16 +57,46 @@ def _delta_type(field: Any) -> str:
     return text
 
 
-def _to_datetime(value: Any, what: str) -> _dt.datetime:
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise FeatureStoreError(f"{what} must be a datetime or ISO-8601 string, got {value!r}") from exc
-    if pd.isna(stamp):
-        raise FeatureStoreError(f"{what} must be a datetime, got {value!r}")
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(_dt.timezone.utc)
-    return stamp.to_pydatetime()
+def cast_lossless(table: pa.Table, target: pa.Schema, what: str) -> pa.Table:
+    """Cast ``table`` to ``target``, refusing a narrowing cast that would change any value.
+
+    float64 → float32 is allowed when every value is exactly representable in
+    float32 (NaN stays NaN); int64 → int32 (and smaller) when every value is in
+    range. Otherwise the error names the column, the numpy types and the first
+    value that would change.
+    """
+    import pyarrow.compute as pc
+
+    columns = []
+    for name in target.names:
+        have, want = table.schema.field(name).type, target.field(name).type
+        column = table.column(name)
+        numeric = all(pa.types.is_floating(t) or pa.types.is_integer(t) for t in (have, want))
+        if have == want or not numeric or want.bit_width >= have.bit_width:
+            try:
+                columns.append(column.cast(want))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise FeatureStoreError(f"{what}: column {name!r} cannot be converted to {want}: {exc}") from exc
+            continue
+        try:
+            back = column.cast(want, safe=False).cast(have)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise FeatureStoreError(
+                f"{what}: column {name!r} cannot be cast to {want.to_pandas_dtype().__name__}: {exc}"
+            ) from exc
+        changed = pc.fill_null(pc.and_(pc.not_equal(column, back),
+                                       pc.invert(pc.and_(pc.is_nan(column), pc.is_nan(back)))
+                                       if pa.types.is_floating(have) else pc.not_equal(column, back)), False)
+        if pc.any(changed).as_py():
+            first = column.filter(changed)[0].as_py()
+            raise FeatureStoreError(
+                f"{what}: column {name!r} is {have.to_pandas_dtype().__name__} and the feature group stores "
+                f"{want.to_pandas_dtype().__name__}; value {first!r} (and {pc.sum(changed).as_py() - 1} more) would "
+                f"change in the cast; cast it yourself (e.g. frame[{name!r}].astype('{want.to_pandas_dtype().__name__}')) "
+                "if that is acceptable"
+            )
+        columns.append(back.cast(want, safe=False))
+    return pa.Table.from_arrays(columns, schema=target)
 
 
 class FeatureGroup:
@@ -160,8 +198,13 @@ class FeatureGroup:
         return int(self._table().version())
 
     def version_at(self, wallclock_time: Any) -> int:
-        """Delta version in force at ``wallclock_time`` (a datetime or ISO string; naive means UTC)."""
-        when = _to_datetime(wallclock_time, "wallclock_time")
+        """Delta version in force at ``wallclock_time``.
+
+        ``wallclock_time`` follows :func:`workbench.featurestore._time.to_wallclock`: a datetime or
+        date (naive means UTC), an ISO-8601 or ``"%Y%m%d%H%M%S"``-style string, or integer epoch
+        milliseconds; ambiguous numbers are refused.
+        """
+        when = to_wallclock(wallclock_time, "wallclock_time")
         table = self._table()
         history = self._history()
         first = min(h["timestamp"] for h in history)
@@ -177,7 +220,9 @@ class FeatureGroup:
         return self._table(version).to_pyarrow_dataset()
 
     # ------------------------------------------------------------------ validation
-    def _check_frame(self, columns: Sequence[str], dtypes: Mapping[str, Any], what: str) -> None:
+    def _check_frame(
+        self, columns: Sequence[str], dtypes: Mapping[str, Any], what: str, frame: pd.DataFrame | None = None
+    ) -> None:
         missing = [k for k in self.primary_key if k not in columns]
         if missing:
             raise FeatureStoreError(
@@ -192,6 +237,13 @@ class FeatureGroup:
                     f"{what}: event-time column {self.event_time!r} must have a datetime dtype, "
                     f"got {dtypes[self.event_time]}"
                 )
+            if frame is not None:
+                missing_times = int(frame[self.event_time].isna().sum())
+                if missing_times:
+                    raise FeatureStoreError(
+                        f"{what}: event-time column {self.event_time!r} has {missing_times} missing value(s) (NaT); "
+                        "every row needs its event time"
+                    )
         bad = [c for c in columns if not isinstance(c, str) or "__" in c]
         if bad:
             raise FeatureStoreError(f"{what}: column names must be strings without '__', got {bad}")
@@ -227,7 +279,9 @@ class FeatureGroup:
         wrong = {
             n: (new[n], have[n])
             for n in have
-            if new[n] != have[n] and new[n] not in _WIDENING.get(have[n], set())
+            if new[n] != have[n]
+            and new[n] not in _WIDENING.get(have[n], set())
+            and have[n] not in _NARROWING.get(new[n], set())
         }
         if wrong:
             text = ", ".join(f"{n!r} is {a} (expected {b})" for n, (a, b) in sorted(wrong.items()))
@@ -325,7 +379,7 @@ class FeatureGroup:
         if not len(data.columns):
             raise FeatureStoreError(f"{what}: the DataFrame has no columns")
         frame = data.reset_index(drop=True)
-        self._check_frame(list(frame.columns), frame.dtypes.to_dict(), what)
+        self._check_frame(list(frame.columns), frame.dtypes.to_dict(), what, frame)
         self._check_keys(frame, what)
         arrays = self._tensor_arrays(frame, tensors, what)
         tabular = frame.drop(columns=[c for c in self.tensor_features if c in frame.columns])
@@ -339,17 +393,21 @@ class FeatureGroup:
         table = table.replace_schema_metadata(None)
         target = self._check_schema(table.schema, what)
         if target is not None:
-            try:
-                table = table.cast(target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise FeatureStoreError(f"{what}: cannot convert to the table's schema: {exc}") from exc
+            table = cast_lossless(table, target, what)
         for name, array in arrays.items():
             _tensors.write_tensor(
                 self._tensor_url(name, commit_id), array, storage_options=self._store.storage_options
             )
-        version = self._commit(table, stats=stats, commit_id=commit_id, mode=mode)
-        if self.online_enabled:
-            self._store.online.upsert(self, tabular, arrays)
+        # the online rows are written while the Delta commit runs, and committed only after it succeeded
+        staged = self._store.online.stage_upsert(self, tabular, arrays) if self.online_enabled else None
+        try:
+            version = self._commit(table, stats=stats, commit_id=commit_id, mode=mode)
+        except BaseException:
+            if staged is not None:
+                staged.rollback()
+            raise
+        if staged is not None:
+            staged.commit()
         return version
 
     def _insert_dask(self, ddf: Any, *, mode: str, what: str) -> int:
@@ -381,6 +439,7 @@ class FeatureGroup:
         def batches() -> Iterator[pa.RecordBatch]:
             for i in range(ddf.npartitions):
                 part = ddf.get_partition(i).compute().reset_index(drop=True)
+                self._check_frame(list(part.columns), part.dtypes.to_dict(), f"{what} (partition {i})", part)
                 self._check_keys(part, f"{what} (partition {i})")
                 keys = set(map(tuple, part[self.primary_key].itertuples(index=False, name=None)))
                 if seen_keys & keys:
@@ -390,7 +449,7 @@ class FeatureGroup:
                 seen_keys.update(keys)
                 parts.append(frame_statistics(part, edges=edges))
                 table = pa.Table.from_pandas(part, preserve_index=False).replace_schema_metadata(None)
-                table = table.cast(target if target is not None else schema)
+                table = cast_lossless(table, target if target is not None else schema, f"{what} (partition {i})")
                 yield from table.to_batches()
 
         reader = pa.RecordBatchReader.from_batches(target if target is not None else schema, batches())
