@@ -53,6 +53,22 @@ def test_bad_notebook_parameter_fails_the_stage(foundation_pipeline: Path, proje
     assert "CatalogError" in err and "west" in err
 
 
+def test_empty_search_fails_in_discover_unless_allowed(foundation_pipeline: Path, project_dir: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 6: nothing found is reported by the stage that searched, with the sample's real footprint."""
+    code = main(["run", str(foundation_pipeline), "-q", "-p", "bbox=[0.0, 0.0, 1.0, 1.0]"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "stage 'discover' failed: EmptySearchError" in err
+    assert "no sentinel-2-l2a items in [0.0, 0.0, 1.0, 1.0]" in err and "the sample collection covers [14." in err
+    record = run_pipeline(foundation_pipeline, progress=False,
+                          parameters={"bbox": [0.0, 0.0, 1.0, 1.0], "allow_empty": True})
+    assert record["status"] == "ok"
+    items = json.loads(Path(record["stages"][1]["outputs"]["items"]["path"]).read_text())
+    assert items["features"] == []
+    assert record["stages"][1]["used"]["catalogue_items"][0]["ids"] == []
+
+
 def test_info(capsys: pytest.CaptureFixture[str], project_dir: Path) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "search",
+    "require_items",
+    "EmptySearchError",
     "add_items",
     "collections",
     "items_to_geodataframe",
@@ -32,6 +34,45 @@ __all__ = [
     "item_epsg",
     "normalize_item",
 ]
+
+
+class EmptySearchError(CatalogError):
+    """A catalogue search found nothing where something was needed."""
+
+
+def require_items(
+    items: list[pystac.Item],
+    collection: str,
+    bbox: Iterable[float],
+    start: str | dt.date | dt.datetime,
+    end: str | dt.date | dt.datetime,
+    *,
+    backend: str | None = None,
+    settings: Settings | None = None,
+) -> list[pystac.Item]:
+    """``items`` when there are any; else raise :class:`EmptySearchError` saying what the search covered.
+
+    For the local sample catalogue the message gives the footprint and time span
+    the collection really has, so the user can move the search box.
+    """
+    if items:
+        return items
+    settings = settings or load_settings()
+    backend = backend or settings.catalog_backend
+    box = [round(float(v), 4) for v in bbox]
+    message = f"the {backend} catalogue has no {collection} items in {box} between {start} and {end}"
+    if backend == "local":
+        from workbench.catalog.local import extent
+
+        try:
+            found = extent(settings.local_catalog_path, collection)
+        except CatalogError:
+            found = None
+        if found is not None:
+            (w, s, e, n), t0, t1 = found
+            message += (f"; the sample collection covers [{w:.3f}, {s:.3f}, {e:.3f}, {n:.3f}] "
+                        f"from {t0.date()} to {t1.date()}")
+    raise EmptySearchError(message + " (set allow_empty to go on with nothing)")
 
 
 def search(

@@ -159,3 +159,23 @@ def search_local(query: CatalogQuery, catalog_path: str | os.PathLike[str]) -> l
         found.append(normalize_item(item))
     found.sort(key=lambda i: (i.datetime or i.common_metadata.start_datetime, i.id))
     return found[: query.limit] if query.limit else found
+
+
+def extent(catalog_path: str | os.PathLike[str], collection: str) -> tuple[list[float], dt.datetime, dt.datetime] | None:
+    """Bounding box (west, south, east, north) and time span of a local collection's items, or None if empty."""
+    catalog = _read(Path(catalog_path))
+    child = catalog.get_child(collection)
+    if child is None:
+        return None
+    boxes, times = [], []
+    for item in child.get_items():
+        if item.bbox:
+            boxes.append(item.bbox[:4] if len(item.bbox) == 4 else [item.bbox[0], item.bbox[1], item.bbox[3], item.bbox[4]])
+        for t in (item.common_metadata.start_datetime or item.datetime, item.common_metadata.end_datetime or item.datetime):
+            if t is not None:
+                times.append(t)
+    if not boxes or not times:
+        return None
+    west, south = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    east, north = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    return [west, south, east, north], min(times), max(times)

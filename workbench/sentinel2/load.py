@@ -195,7 +195,7 @@ def load_cube(
 
     items = sorted(items, key=lambda i: (i.datetime, i.id))
     if not items:
-        raise DataError("no items to load: the catalogue search returned nothing for this tile/time")
+        raise DataError("no items to load: the item list given for this tile/time is empty")
     if not bands:
         raise DataError("bands must name at least one spectral band, e.g. ('B04', 'B08')")
     keys_per_item = [{b: asset_key(item, b) for b in (*bands, "SCL")} for item in items]

@@ -166,7 +166,7 @@ def composite_tiles(
 
     groups = group_by_tile(items)
     if not groups:
-        raise DataError("no items to composite: the catalogue search returned nothing")
+        raise DataError("no items to composite: the item list is empty (did the search, e.g. the discover stage, find any?)")
     out: dict[str, str] = {}
     for tile, tile_items in tqdm(groups.items(), desc="composite tiles", disable=len(groups) < 2):
         url = storage.join(str(out_dir), f"{tile}.zarr")
