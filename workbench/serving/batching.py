@@ -9,7 +9,12 @@ one, concatenates the inputs along the batch axis, runs the model once in a work
 thread and hands each request its own rows. A request larger than
 ``max_batch_size`` runs alone. Every row of a model's output depends only on the
 same row of its input (inference mode: no batch statistics), so an answer is the
-same as the unbatched call's.
+unbatched call's answer — up to float rounding: CPU kernels (oneDNN, Eigen) pick their
+blocking by batch size, so one row's result may differ in the last bit between a
+batch of 1 and a batch of 8. With ``pad_to_max_batch`` every model call is padded with
+zero rows to ``max_batch_size`` rows (the padding is dropped from the answer): the
+kernel then always sees the same shape and answers are bit-identical whatever the
+batching, at the cost of computing the padding.
 
 ``max_batch_size=1`` (or ``enabled=False``) turns batching off: each request is
 its own model call, still through the queue, so the queue bound holds either way.
@@ -47,16 +52,21 @@ class BatchingOptions:
         Longest wait for more requests after the first one of a batch.
     max_queue
         Most requests waiting; one more is answered 503.
+    pad_to_max_batch
+        Pad every model call to ``max_batch_size`` rows: bit-identical answers
+        whatever the batching (see the module docstring).
     """
 
     enabled: bool = True
     max_batch_size: int = 64
     batch_timeout_ms: float = 2.0
     max_queue: int = 256
+    pad_to_max_batch: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise BadRequest(f"batching 'enabled' must be true or false, got {self.enabled!r}")
+        for flag in ("enabled", "pad_to_max_batch"):
+            if not isinstance(getattr(self, flag), bool):
+                raise BadRequest(f"batching {flag!r} must be true or false, got {getattr(self, flag)!r}")
         for name, lo in (("max_batch_size", 1), ("max_queue", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -69,16 +79,17 @@ class BatchingOptions:
     def from_dict(cls, d: Mapping[str, object] | None) -> "BatchingOptions":
         """Options from a mapping (unknown keys are an error)."""
         d = dict(d or {})
-        unknown = sorted(set(d) - {"enabled", "max_batch_size", "batch_timeout_ms", "max_queue"})
+        known = {"enabled", "max_batch_size", "batch_timeout_ms", "max_queue", "pad_to_max_batch"}
+        unknown = sorted(set(d) - known)
         if unknown:
-            raise BadRequest(f"unknown batching option(s) {unknown}: expected enabled, max_batch_size, "
-                             "batch_timeout_ms, max_queue")
+            raise BadRequest(f"unknown batching option(s) {unknown}: expected {', '.join(sorted(known))}")
         return cls(**d)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
         """The options as a JSON-able mapping."""
         return {"enabled": self.enabled, "max_batch_size": self.max_batch_size,
-                "batch_timeout_ms": self.batch_timeout_ms, "max_queue": self.max_queue}
+                "batch_timeout_ms": self.batch_timeout_ms, "max_queue": self.max_queue,
+                "pad_to_max_batch": self.pad_to_max_batch}
 
 
 class Retired(Overloaded):
@@ -211,6 +222,7 @@ class Batcher:
                     joined = live[0].inputs
                 else:
                     joined = {k: np.concatenate([it.inputs[k] for it in live]) for k in live[0].inputs}
+                joined = self._pad(joined)
                 outputs = await loop.run_in_executor(self._executor, self._predict, joined)
             except Exception as exc:  # noqa: BLE001 - each waiting request gets the model's error
                 for it in live:
@@ -227,6 +239,14 @@ class Batcher:
                     it.future.set_result({k: v[start:stop] for k, v in outputs.items()})
                 start = stop
             self.rows += start
+
+    def _pad(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """Inputs padded with zero rows to ``max_batch_size`` when ``pad_to_max_batch`` is on."""
+        size = self.options.max_batch_size
+        rows = len(next(iter(inputs.values())))
+        if not self.options.pad_to_max_batch or rows >= size:
+            return inputs
+        return {k: np.concatenate([v, np.zeros((size - rows, *v.shape[1:]), v.dtype)]) for k, v in inputs.items()}
 
     async def close(self, *, drain_timeout: float = 30.0) -> None:
         """Stop after the waiting requests are answered (or ``drain_timeout`` seconds)."""

@@ -87,6 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sc.add_argument("--batch-timeout-ms", type=_nonneg_float, help="wait for more requests (default 2 ms)")
     sc.add_argument("--max-queue", type=_positive_int, help="requests waiting before 503 (default 256)")
     sc.add_argument("--no-batching", action="store_true", help="one model call per request")
+    sc.add_argument("--pad-to-max-batch", action="store_true",
+                    help="pad every model call to --max-batch-size rows: bit-identical answers whatever the batching")
     sc.add_argument("--import", dest="imports", action="append", default=None, metavar="MODULE",
                     help="module to import before loading (custom layers); repeatable")
     sc.add_argument("--stopped", action="store_true", help="create it stopped (default: running)")
@@ -94,7 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sc.set_defaults(func=_serve_create)
     sl = ssub.add_parser("list", help="servings of the project directory")
     sl.set_defaults(func=_serve_list)
-    st = ssub.add_parser("start", help="run the server (all servings); with NAMEs, mark those running first")
+    st = ssub.add_parser("start", help="run a server (all running servings); with NAMEs, mark those running "
+                         "first (and run a server only if none runs)")
     st.add_argument("names", nargs="*", metavar="NAME")
     st.add_argument("--host", default="127.0.0.1")
     st.add_argument("--port", type=_port, default=8501)
@@ -181,8 +184,9 @@ def _serve_create(args: argparse.Namespace) -> int:
     batching = None
     given = {k: v for k, v in (("max_batch_size", args.max_batch_size), ("batch_timeout_ms", args.batch_timeout_ms),
                                ("max_queue", args.max_queue)) if v is not None}
-    if given or args.no_batching:
-        batching = BatchingOptions.from_dict({**given, "enabled": not args.no_batching})
+    if given or args.no_batching or args.pad_to_max_batch:
+        batching = BatchingOptions.from_dict({**given, "enabled": not args.no_batching,
+                                              "pad_to_max_batch": args.pad_to_max_batch})
     cfg = hopsworks.create_or_update(
         args.name, args.model, model_version=args.version, project=args.project, batching=batching,
         imports=args.imports or (), description=args.description, status="stopped" if args.stopped else "running",
@@ -217,7 +221,7 @@ def _serve_start(args: argparse.Namespace) -> int:
         hopsworks.start(name, wait=None)
         print(f"serving {name!r} marked running")
     info = hopsworks.server_info()
-    if info is not None:
+    if args.names and info is not None:
         print(f"a server already runs at {info['url']} (pid {info['pid']}); it loads running servings itself")
         return 0
     options = ServerOptions(

@@ -133,7 +133,7 @@ class ServingClient:
         arr = np.asarray(instances)
         body = {"examples": [{"x": row} for row in arr.tolist()]}
         out = self._call("POST", model_path(serving_name, version=version, label=label) + ":classify", body)
-        return [[(str(a), float(b)) for a, b in row] for row in out["results"]]
+        return [[(str(a), float(b)) for a, b in row] for row in out["result"]]
 
     def status(self, serving_name: str, *, version: int | None = None, label: str | None = None) -> dict[str, Any]:
         """The v1 model status (``model_version_status``)."""

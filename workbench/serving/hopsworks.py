@@ -195,17 +195,20 @@ def delete(name: str, *, project_dir: Any = None) -> None:
 
 
 def server_info(*, project_dir: Any = None) -> dict[str, Any] | None:
-    """``{url, pid, workers, started_at}`` of the server of the project directory, or None when none runs."""
-    path = serving_dir(project_dir) / "server.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    try:
-        os.kill(int(info["pid"]), 0)
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
-    return info
+    """``{url, pid, workers, started_at}`` of the newest live server of the project directory, or None.
+
+    Several servers may serve one project directory (on different ports, e.g. behind a
+    load balancer); each records itself in ``<project_dir>/serving/servers/<pid>.json``.
+    """
+    found = []
+    for path in (serving_dir(project_dir) / "servers").glob("*.json"):
+        try:
+            info = json.loads(path.read_text())
+            os.kill(int(info["pid"]), 0)
+        except (OSError, json.JSONDecodeError, KeyError, ValueError, TypeError):
+            continue
+        found.append(info)
+    return max(found, key=lambda i: i.get("started_at", "")) if found else None
 
 
 def get_status(name: str, *, project_dir: Any = None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 :func:`run_server` starts uvicorn with ``workers`` processes, each building the app
 with :func:`~workbench.serving.app.app_from_env` (models load once per worker), and
-records ``<project_dir>/serving/server.json`` (URL, pid) while it runs, so that the
+records ``<project_dir>/serving/servers/<pid>.json`` (URL, pid) while it runs, so that the
 Hopsworks-shaped functions find it. SIGTERM or SIGINT shut it down cleanly: requests
 in flight finish and the inference log is flushed.
 
@@ -79,7 +79,9 @@ def run_server(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ServingError(400, f"port must be an integer in 1..65535, got {port!r}")
     os.environ[OPTIONS_ENV] = options.to_json()
-    info_path = serving_dir(options.project_dir) / "server.json"
+    folder = serving_dir(options.project_dir) / "servers"
+    folder.mkdir(exist_ok=True)
+    info_path = folder / f"{os.getpid()}.json"
     url = f"http://{host}:{port}"
     _write_info(info_path, {"url": url, "pid": os.getpid(), "workers": workers,
                             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat()})

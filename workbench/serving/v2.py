@@ -237,7 +237,8 @@ def make_router(plane: DataPlane) -> APIRouter:
             state = ("AVAILABLE" if live_s else "END" if c.status != "running" else
                      "FAILED" if n in repo.failures else "LOADING")
             out[n] = {"state": state, "version": live_s.model.version if live_s else None,
-                      "revision": live_s.config.revision if live_s else None, "error": repo.failures.get(n, "")}
+                      "revision": live_s.config.revision if live_s else None, "error": repo.failures.get(n, ""),
+                      "calls": live_s.batcher.calls if live_s else 0, "rows": live_s.batcher.rows if live_s else 0}
         return {"servings": out}
 
     async def model_metadata(request: Request, name: str, version: str | None = None) -> MetadataModelResponse:
