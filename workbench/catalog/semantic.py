@@ -191,7 +191,7 @@ def semantic_search(
     from workbench.config import load_settings
     from workbench.linked.store import GeoStore
     from workbench.processors.base import InputError, _date
-    from workbench.processors.products import open_product_store
+    from workbench.processors.products import with_product_store
 
     query = semantic_query(class_name, region)
     t0 = _date(start, "start") if start is not None else None
@@ -201,8 +201,7 @@ def semantic_search(
     if isinstance(store, GeoStore):
         rows = store.select(query)
     else:
-        with open_product_store(Path(store) if store is not None else None) as opened:
-            rows = opened.select(query)
+        rows = with_product_store(lambda opened: opened.select(query), Path(store) if store is not None else None)
     counts = {str(_value(r["image"])): int(_value(r["observations"])) for r in rows}
     items = resolve_items(list(counts), catalog_path or load_settings().local_catalog_path)
     hits = []

@@ -223,7 +223,7 @@ _cache_lock = threading.Lock()
 
 def predictor(spec: ModelSpec) -> Any:
     """A model with ``predict_on_batch`` for ``spec``; cached per process (one load per Dask worker)."""
-    key = (spec.mode, spec.path, spec.serving_url, spec.serving_name, spec.version)
+    key = (spec.mode, spec.path, spec.serving_url, spec.serving_name, spec.version, spec.api_key)
     with _cache_lock:
         model = _cache.get(key)
         if model is not None:

@@ -18,7 +18,6 @@ into the GeoSPARQL store (``<project_dir>/workbench-data/rdf-store``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -28,7 +27,7 @@ import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -49,11 +48,12 @@ __all__ = [
     "write_class_cog",
     "write_quicklook",
     "product_store_path",
-    "open_product_store",
+    "with_product_store",
     "load_product",
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NODATA = 255
 #: Catalogue collection of each processor's products (``workbench search <collection>``).
@@ -233,28 +233,33 @@ def product_store_path(settings: Any = None) -> Path:
     return Path(settings.project_dir) / "workbench-data" / "rdf-store"
 
 
-@contextlib.contextmanager
-def open_product_store(path: str | Path | None = None) -> Iterator[Any]:
-    """The products' :class:`~workbench.linked.store.GeoStore`, held under an exclusive file lock.
+def with_product_store(func: Callable[[Any], T], path: str | Path | None = None) -> T:
+    """Call ``func(store)`` on the products' :class:`~workbench.linked.store.GeoStore` and close the store.
 
-    The on-disk store admits one process at a time; the lock serialises the
-    writers (processor runs) and readers (:func:`workbench.catalog.semantic.semantic_search`).
+    The on-disk store admits one process at a time and stays locked while the store
+    object lives, so it is opened for the call only, under an exclusive file lock that
+    serialises the writers (processor runs) and the readers
+    (:func:`workbench.catalog.semantic.semantic_search`) of every process. ``func`` must
+    not keep the store (return plain results).
     """
+    import gc
+
     from workbench.linked.store import GeoStore
 
     path = Path(path) if path is not None else product_store_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        store = GeoStore(path)
         try:
-            yield store
-            store.flush()
+            store = GeoStore(path)
+            try:
+                result = func(store)
+                store.flush()
+            finally:
+                del store
+                gc.collect()  # pyoxigraph releases the store's files when the object goes
+            return result
         finally:
-            del store
-            import gc
-
-            gc.collect()  # pyoxigraph releases the store's files when the object goes
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
@@ -444,8 +449,7 @@ def publish_product(
         add_items(load_settings().local_catalog_path, collection, [item],
                   description=f"Products of the {processor.id} processor ({processor.title})")
         report(0.85, "loading the RDF into the GeoSPARQL store")
-        with open_product_store(store_path) as store:
-            store.load(rdf_path, format="ntriples", progress=False)
+        with_product_store(lambda store: store.load(rdf_path, format="ntriples", progress=False), store_path)
     report(1.0, f"product {product_id}")
     log.info("product %s written to %s", product_id, out)
     return product
