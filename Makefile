@@ -11,13 +11,14 @@ PYTEST_ARGS ?=
 
 LEAFLET := .cache/web/node_modules/leaflet/dist/leaflet.js
 
-.PHONY: help install demo test bench lab chromium web-assets clean-runs lock
+.PHONY: help install demo test bench lab app chromium web-assets clean-runs lock
 
 help:
 	@echo "make demo   - create .venv, install the workbench and its kernel, run the demo pipeline"
 	@echo "make test   - install the test extras and run the whole test suite"
 	@echo "make bench  - run the benchmarks (each prints its ratio last)"
 	@echo "make lab    - start JupyterLab with the workbench kernel"
+	@echo "make app    - the processor map panel as a page (Voila) on http://127.0.0.1:$(APP_PORT)"
 	@echo "make lock   - rewrite env/constraints.txt from the current .venv"
 
 $(VENV)/bin/python:
@@ -57,6 +58,11 @@ bench: install
 
 lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+# The processor panel (notebooks/08_processor_panel.ipynb) as a stand-alone page, on loopback only.
+APP_PORT ?= 8866
+app: install
+	$(VENV)/bin/voila notebooks/08_processor_panel.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(APP_PORT)
 
 lock: $(VENV)/bin/python
 	$(PIP) freeze --exclude-editable | grep -v '^extremeearth-workbench' > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
