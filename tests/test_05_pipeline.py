@@ -331,3 +331,36 @@ def test_demo_pipeline_validates() -> None:
     demo = load_pipeline(Path(__file__).resolve().parents[1] / "notebooks" / "pipelines" / "demo.yaml")
     declared = validate_pipeline(demo)
     assert set(declared) == {s.name for s in demo.stages}
+
+
+def test_report_shows_headline_figures_thumbnails_and_map_links(project_dir: Path) -> None:
+    """Issue 17 item 7: the report shows what the stages found and drew, not only paths."""
+    nbs = project_dir / "notebooks"
+    nbs.mkdir()
+    path = _notebook(
+        nbs / "draw.ipynb", 'data_dir = "workbench-data"',
+        "import pandas as pd\npd.DataFrame({'model': ['adhoc'], 'accuracy': [0.9731]})",
+        "import matplotlib.pyplot as plt\n"
+        "fig, ax = plt.subplots(figsize=(8, 6)); ax.imshow([[0, 1], [1, 0]]); plt.show()",
+        "from pathlib import Path\nm = Path(data_dir) / 'map.html'\nm.parent.mkdir(parents=True, exist_ok=True)\n"
+        "m.write_text('<html></html>')\nfrom workbench.pipeline import record_outputs\nrecord_outputs(map_html=m)",
+    )
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].metadata["tags"] = ["headline"]
+    nbformat.write(nb, path)
+    pipe = project_dir / "draw.yaml"
+    pipe.write_text("name: draw\nstages:\n  - name: draw\n    notebook: notebooks/draw.ipynb\n")
+    record = run_pipeline(pipe, progress=False)
+    assert record["status"] == "ok"
+    report = (project_dir / "runs" / record["run_id"] / "report.html").read_text()
+    assert "0.9731" in report and "<table" in report.split("<h2>Results</h2>")[1]  # the headline table
+    thumbs = report.split("data:image/png;base64,")
+    assert len(thumbs) == 2  # one picture, as a thumbnail
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(thumbs[1].split("'")[0])))
+    assert image.width <= 320
+    assert "href='file://" in report and "map.html</a>" in report

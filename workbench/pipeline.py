@@ -287,39 +287,9 @@ def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
     write_bytes(run_dir / "run.json", json.dumps(record, indent=2, default=str).encode())
+    from workbench.report import render_report
+
     write_bytes(run_dir / "report.html", render_report(record).encode())
-
-
-def render_report(record: Mapping[str, Any]) -> str:
-    """An HTML page of a run: status, parameters, and per stage its time, notebook, outputs or error."""
-    from html import escape
-
-    rows = []
-    for entry, summary in zip(record["stages"], stage_summary(record)):
-        notebook = entry.get("output_notebook")
-        link = f'<a href="{escape(Path(notebook).name)}">{escape(Path(notebook).name)}</a>' if notebook else ""
-        outputs = "<br>".join(f"{escape(k)}: <code>{escape(str(v['path']))}</code>"
-                              for k, v in (entry.get("outputs") or {}).items())
-        seconds = f"{summary['seconds']:.1f}" if summary["seconds"] is not None else ""
-        rows.append(f"<tr class='{escape(entry['status'])}'><td>{escape(entry['name'])}</td>"
-                    f"<td>{escape(entry['status'])}</td><td>{seconds}</td><td>{link}</td>"
-                    f"<td>{outputs or escape(summary['error'])}</td></tr>")
-    params = escape(json.dumps(record.get("parameters", {}), indent=1, default=str))
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>run {escape(record['run_id'])}</title><style>"
-        "body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
-        "table{border-collapse:collapse}tr.failed{background:#fdd}tr.ok{background:#efe}</style></head><body>"
-        f"<h1>{escape(record['pipeline'])} run {escape(record['run_id'])}: {escape(record['status'])}</h1>"
-        f"<p>started {escape(str(record.get('started')))}, ended {escape(str(record.get('ended')))}, "
-        f"git commit {escape(str(record.get('git_commit')))}, workbench "
-        f"{escape(str((record.get('workbench') or {}).get('version')))} "
-        f"({escape(str((record.get('workbench') or {}).get('commit')))}), "
-        f"{len(record.get('attempts') or [])} attempt(s)</p>"
-        "<table><tr><th>stage</th><th>status</th><th>seconds</th><th>executed notebook</th>"
-        "<th>outputs / error</th></tr>" + "".join(rows) + "</table>"
-        f"<h2>Parameters</h2><pre>{params}</pre></body></html>"
-    )
 
 
 def _declared_parameters(notebook: Path) -> set[str]:
