@@ -189,7 +189,8 @@ def openapi_document(processors: list[Processor] | None = None) -> dict[str, Any
                               "201": resp("job created (asynchronous execution)", "statusInfo"),
                               "400": err("malformed request or bad input (the exception names it)"),
                               "401": err("missing or unknown API key"), "403": err("the key lacks processes:execute"),
-                              "404": err("no such process"), "413": err("request body too large"),
+                              "404": err("no such process"),
+                              "413": resp("request body too large", "exception", JSON),
                               "415": err("body is not JSON"), "500": err("the process failed"),
                               "503": err("too many jobs waiting")}}},
             "/jobs": {"get": {
