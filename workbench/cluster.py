@@ -72,6 +72,9 @@ def get_client(
             return client
         if _local is not None and _local[1].status == "running":
             return _local[1]
+        if logging.getLogger().getEffectiveLevel() > logging.INFO:
+            # distributed's own config logs the scheduler's and workers' start at INFO; keep that for -v
+            logging.getLogger("distributed").setLevel(logging.WARNING)
         cluster = LocalCluster(
             n_workers=n_workers or 2,
             threads_per_worker=threads_per_worker,

@@ -639,6 +639,8 @@ def _run_stages(
     import papermill
     from tqdm.auto import tqdm
 
+    from workbench._quiet import ipc_kernel_manager
+
     attempt = len(record["attempts"])
     outputs: dict[str, dict[str, str]] = {}
     saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, STAGE_ENV)}
@@ -669,6 +671,7 @@ def _run_stages(
                 papermill.execute_notebook(
                     str(stage.notebook), str(out_nb), parameters=params, kernel_name=kernel,
                     cwd=str(cwd), progress_bar=progress, log_output=False,
+                    kernel_manager_class=ipc_kernel_manager(),
                 )
             except papermill.PapermillExecutionError as exc:
                 error = {"cell": exc.exec_count, "ename": exc.ename, "evalue": exc.evalue}

@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import fsspec
 
+from workbench._quiet import quiet_zarr
 from workbench.errors import StorageError
 
 if TYPE_CHECKING:
     import geopandas as gpd
     import xarray as xr
+
+quiet_zarr()
 
 __all__ = [
     "join",

@@ -37,8 +37,11 @@ def search_stac(query: CatalogQuery, url: str, *, page_size: int = 100, timeout:
     from pystac_client import Client
     from pystac_client.exceptions import APIError
 
+    from workbench._quiet import quiet_logger
+
     try:
-        client = Client.open(url, timeout=timeout)
+        with quiet_logger("urllib3.connectionpool"):  # one clear error below, not a warning per retry
+            client = Client.open(url, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - APIError wraps HTTP and connection errors alike
         raise CatalogError(f"cannot open the STAC API at {url}: {exc}") from exc
     try:

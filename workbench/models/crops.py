@@ -28,7 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
+from workbench._quiet import quiet_tensorflow  # noqa: E402
 from workbench.errors import DataError  # noqa: E402
+
+quiet_tensorflow()
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,7 +20,10 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from workbench._quiet import quiet_tensorflow
 from workbench.errors import DataError
+
+quiet_tensorflow()
 
 __all__ = ["SeaIceAugment", "adhoc_cnn", "vgg16_modified", "build_model", "MODEL_NAMES"]
 
