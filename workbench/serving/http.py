@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable
 
+import orjson
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
-__all__ = ["BodyLimitMiddleware", "BodyTooLarge", "JSONBodyMiddleware", "DEFAULT_MAX_BODY_BYTES"]
+__all__ = ["BodyLimitMiddleware", "BodyTooLarge", "JSONBodyMiddleware", "FastJSONRoute", "DEFAULT_MAX_BODY_BYTES"]
 
 #: Default limit of a request body: 16 MiB.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -131,3 +134,29 @@ class JSONBodyMiddleware:
             if not ctype.split(b";")[0].strip().lower().endswith(b"json"):
                 scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
+
+
+class _FastJSONRequest(Request):
+    """A request whose ``json()`` parses with orjson (several times faster on large tensors)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                # the standard library's message names the position and what was expected
+                self._json = json.loads(body)
+        return self._json
+
+
+class FastJSONRoute(APIRoute):
+    """FastAPI route class that parses JSON bodies with orjson (``APIRouter(route_class=FastJSONRoute)``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Any]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Any:
+            return await handler(_FastJSONRequest(request.scope, request.receive))
+
+        return route_handler

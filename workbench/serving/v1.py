@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.serving.dataplane import DataPlane
 from workbench.serving.errors import BadRequest
+from workbench.serving.http import FastJSONRoute
 from workbench.serving.model import SIGNATURE_NAME, ServedModel, TensorSpec
 
 __all__ = ["PredictRequest", "ClassifyRequest", "make_router", "decode_predict", "decode_classify"]
@@ -198,7 +199,7 @@ def signature_def(model: ServedModel) -> dict[str, Any]:
 
 def make_router(plane: DataPlane) -> APIRouter:
     """The v1 routes over ``plane``."""
-    router = APIRouter(tags=["TF-Serving REST v1"])
+    router = APIRouter(route_class=FastJSONRoute, tags=["TF-Serving REST v1"])
     errors: dict[int | str, dict[str, Any]] = {
         c: {"model": ErrorBody} for c in (400, 401, 403, 404, 413, 500, 503)}
 

@@ -24,6 +24,7 @@ from workbench import __version__
 from workbench.serving.auth import api_key_from_headers
 from workbench.serving.dataplane import DataPlane
 from workbench.serving.errors import BadRequest
+from workbench.serving.http import FastJSONRoute
 from workbench.serving.model import ServedModel
 
 __all__ = [
@@ -201,7 +202,7 @@ def _meta_tensor(s: Any) -> MetadataTensor:
 
 def make_router(plane: DataPlane) -> APIRouter:
     """The v2 routes over ``plane``."""
-    router = APIRouter(tags=["Open Inference Protocol v2"])
+    router = APIRouter(route_class=FastJSONRoute, tags=["Open Inference Protocol v2"])
     errors: dict[int | str, dict[str, Any]] = {c: {"model": ErrorBody} for c in (400, 401, 403, 404, 413, 500, 503)}
 
     def pin(version: str | None) -> int | None:
