@@ -412,7 +412,8 @@ def _stream_until_killed(server: ServerProcess, key: str, tag: str, x: list[Any]
 
 
 def test_inference_log_complete_after_clean_stop(project: ServingProject) -> None:
-    proc = ServerProcess(project_dir=project.path, env=server_env(), args=["--flush-interval", "5"])
+    # two worker processes, a flush interval longer than the test: only the shutdown flush writes the rows
+    proc = ServerProcess(project_dir=project.path, env=server_env(), workers=2, args=["--flush-interval", "30"])
     proc.start(timeout=240)
     tag = uuid.uuid4().hex[:8]
     answered, _ = _stream_until_killed(proc, project.keys["alice"], tag, project.patches[:1].tolist(), 1.5, kill=False)
