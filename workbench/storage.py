@@ -7,9 +7,18 @@ Every write is atomic:
 * a single S3 object is written with one PUT, which S3 makes visible whole or
   not at all; multi-part uploads (large files) are likewise only visible once
   completed;
-* a multi-object product (a Zarr store) is written under a temporary prefix and
-  then copied into place with its metadata objects last, so a reader never
-  opens a store whose metadata points at missing chunks.
+* a multi-object product (a Zarr store) is written under a hidden temporary
+  prefix (``.name.<uuid>.tmp`` beside the target) and then copied into place
+  with its metadata objects last, so a reader never opens a store whose
+  metadata points at missing chunks.
+
+Under faults: a failed write removes its temporary prefix (a few tries), and
+:func:`listdir` never shows one; s3fs aborts a failed multipart upload; a
+write whose answer was lost (the connection dropped after the request went
+out) is checked with a HEAD of the object — same size and ETag as what was
+sent means it landed — before it is reported failed. What a killed process
+leaves behind (a temporary prefix, an unfinished multipart upload) is removed
+by :func:`cleanup_debris`.
 
 Functions take an optional ``storage_options`` mapping for fsspec; when it is
 ``None``, options for ``s3://`` come from :func:`workbench.config.load_settings`.
@@ -21,8 +30,10 @@ import contextlib
 import io
 import os
 import posixpath
+import logging
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -37,6 +48,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 quiet_zarr()
+log = logging.getLogger(__name__)
 
 __all__ = [
     "join",
@@ -46,6 +58,9 @@ __all__ = [
     "exists",
     "listdir",
     "remove",
+    "cleanup_debris",
+    "is_debris",
+    "MULTIPART_CHUNK",
     "write_zarr",
     "open_zarr",
     "write_geoparquet",
@@ -56,6 +71,14 @@ __all__ = [
 ]
 
 _ZARR_METADATA = {".zmetadata", ".zattrs", ".zgroup", ".zarray", "zarr.json"}
+#: Part size of S3 multipart uploads (objects of twice this size or more go up in parts).
+MULTIPART_CHUNK = 8 * 2**20
+_DEBRIS_SUFFIXES = (".tmp", ".old")
+
+
+def is_debris(name: str) -> bool:
+    """Whether an entry name is a temporary of an unfinished or failed atomic write (hidden)."""
+    return name.startswith(".") and name.endswith(_DEBRIS_SUFFIXES)
 
 
 def is_remote(url: str | os.PathLike[str]) -> bool:
@@ -90,7 +113,36 @@ def filesystem(
         fs, path = fsspec.core.url_to_fs(url, **_options(url, storage_options))
     except (ImportError, ValueError) as exc:
         raise StorageError(f"cannot open storage for {url!r}: {exc}") from exc
+    if is_remote(url):
+        _quiet_io_loop()
     return fs, path
+
+
+class _DroppedConnectionFilter(logging.Filter):
+    """Drop asyncio's "Task exception was never retrieved" for a dropped connection.
+
+    When a connection breaks, aiohttp leaves the body-writing task of the
+    request holding the same error that the request itself raises (and that
+    the caller gets as one clear :class:`StorageError`); asyncio would print
+    that duplicate with a traceback when the task is collected, on whichever
+    loop ran it (fsspec's or Zarr's). Every other asyncio message is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Task exception was never retrieved") or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        dropped = isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__.startswith(
+            ("ClientConnection", "ServerDisconnected", "ClientOSError")
+        )
+        return not dropped
+
+
+def _quiet_io_loop() -> None:
+    """Install :class:`_DroppedConnectionFilter` on the ``asyncio`` logger (once)."""
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _DroppedConnectionFilter) for f in logger.filters):
+        logger.addFilter(_DroppedConnectionFilter())
 
 
 @contextlib.contextmanager
@@ -161,7 +213,53 @@ def write_bytes(
         return
     fs, path = filesystem(url, storage_options)
     with _translated(url, "writing"):
-        fs.pipe_file(path, data)  # one PUT: atomic on S3
+        try:
+            fs.pipe_file(path, data, chunksize=MULTIPART_CHUNK)  # one PUT, or a multipart upload: atomic on S3
+        except Exception as exc:  # noqa: BLE001 - the answer may be lost although the write landed
+            if not _outcome_unknown(exc) or not _landed(fs, path, data):
+                raise
+            log.info("writing %s: the answer was lost (%s), but the object is there whole", url, type(exc).__name__)
+
+
+def _outcome_unknown(exc: BaseException) -> bool:
+    """A connection that broke or timed out: the request may have been carried out."""
+    for err in (exc, exc.__cause__, exc.__context__):
+        if err is None:
+            continue
+        name, text = type(err).__name__, str(err)
+        if any(s in name for s in ("Connect", "Timeout", "Disconnect", "EndpointConnection", "ResponseStreaming",
+                                   "ServerDisconnected", "ClientPayload", "ProtocolError", "IncompleteRead")):
+            return True
+        if any(s in text.lower() for s in ("connection", "timed out", "disconnect", "reset by peer")):
+            return True
+    return False
+
+
+def _etag_of(data: bytes) -> str:
+    """The ETag S3 gives ``data`` written by :func:`write_bytes` (plain MD5, or MD5 of part MD5s and a count)."""
+    import hashlib
+
+    if len(data) < 2 * MULTIPART_CHUNK:
+        return hashlib.md5(data).hexdigest()  # noqa: S324 - S3's ETag, not security
+    parts = [hashlib.md5(data[i : i + MULTIPART_CHUNK]).digest() for i in range(0, len(data), MULTIPART_CHUNK)]  # noqa: S324
+    return f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"  # noqa: S324
+
+
+def _landed(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, attempts: int = 3) -> bool:
+    """HEAD the object: whether it holds exactly ``data`` (size and ETag)."""
+    want = _etag_of(data)
+    for attempt in range(attempts):
+        try:
+            fs.invalidate_cache(path)
+            info = fs.info(path)
+        except FileNotFoundError:
+            return False
+        except Exception:  # noqa: BLE001 - the endpoint may still be unreachable: try again shortly
+            time.sleep(0.5 * (attempt + 1))
+            continue
+        etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+        return int(info.get("size", -1)) == len(data) and etag == want
+    return False
 
 
 def exists(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> bool:
@@ -172,11 +270,12 @@ def exists(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | 
 
 
 def listdir(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
-    """Names (not full paths) of the entries directly under ``url``, sorted."""
+    """Names (not full paths) of the entries directly under ``url``, sorted; temporaries of writes are hidden."""
     fs, path = filesystem(url, storage_options)
     with _translated(str(url), "listing"):
         entries = fs.ls(path, detail=False)
-    return sorted(posixpath.basename(e.rstrip("/")) for e in entries)
+    names = (posixpath.basename(e.rstrip("/")) for e in entries)
+    return sorted(n for n in names if not is_debris(n))
 
 
 def remove(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -231,16 +330,109 @@ def write_zarr(
                 shutil.rmtree(tmp, ignore_errors=True)
         return url
     fs, path = filesystem(url, storage_options)
-    tmp_path = f"{path.rstrip('/')}.{uuid.uuid4().hex}.tmp"
+    parent, name = posixpath.split(path.rstrip("/"))
+    tmp_path = posixpath.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
     with _translated(url, "writing Zarr"):
         mapper = fs.get_mapper(tmp_path)
         try:
             dataset.to_zarr(mapper, mode="w", compute=compute, consolidated=True)
             _publish_tree(fs, tmp_path, path.rstrip("/"))
         finally:
-            if fs.exists(tmp_path):
-                fs.rm(tmp_path, recursive=True)
+            _remove_quietly(fs, tmp_path)
     return url
+
+
+def _remove_quietly(fs: fsspec.AbstractFileSystem, path: str, *, attempts: int = 3) -> None:
+    """Remove a temporary prefix, retrying briefly; log (never raise) when the store cannot be reached."""
+    last: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            fs.invalidate_cache(path)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+            return
+        except FileNotFoundError:
+            return
+        except Exception as exc:  # noqa: BLE001 - the write's own error is the one to report
+            last = exc
+            time.sleep(0.3 * (attempt + 1))
+    log.warning("could not remove the temporary prefix %s (%s); it is hidden from listings, and "
+                "workbench.storage.cleanup_debris() on its parent removes it later", path, last)
+
+
+def cleanup_debris(
+    url: str | os.PathLike[str],
+    *,
+    older_than_s: float = 3600.0,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, list[str]]:
+    """Remove what interrupted writes left under ``url``: temporary prefixes and unfinished multipart uploads.
+
+    Parameters
+    ----------
+    url
+        A folder or ``s3://bucket/prefix``.
+    older_than_s
+        Only debris older than this many seconds is removed (a write still in
+        progress elsewhere keeps its temporaries); 0 removes all.
+    storage_options
+        fsspec options for ``s3://``.
+
+    Returns
+    -------
+    dict
+        ``removed`` (temporary paths) and ``aborted`` (``key`` of each aborted upload).
+    """
+    import datetime as dt
+
+    url = str(url)
+    cutoff = time.time() - older_than_s
+    removed: list[str] = []
+    aborted: list[str] = []
+    if not is_remote(url):
+        root = Path(url.removeprefix("file://"))
+        for entry in root.rglob(".*") if root.is_dir() else []:
+            if is_debris(entry.name) and entry.exists() and entry.stat().st_mtime <= cutoff:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed.append(str(entry))
+        return {"removed": removed, "aborted": aborted}
+    fs, path = filesystem(url, storage_options)
+    with _translated(url, "cleaning up"):
+        fs.invalidate_cache(path)
+        files = fs.find(path, detail=True) if fs.exists(path) else {}
+        newest: dict[str, float] = {}
+        for name, info in files.items():
+            parts = name[len(path.rstrip("/")) + 1 :].split("/")
+            for depth, part in enumerate(parts):
+                if is_debris(part):
+                    prefix = "/".join([path.rstrip("/"), *parts[: depth + 1]])
+                    stamp = info.get("LastModified")
+                    when = stamp.timestamp() if isinstance(stamp, dt.datetime) else time.time()
+                    newest[prefix] = max(newest.get(prefix, 0.0), when)
+                    break
+        for prefix, when in sorted(newest.items()):
+            if when <= cutoff:
+                fs.rm(prefix, recursive=True)
+                removed.append(f"s3://{prefix}")
+        bucket, _, key_prefix = path.partition("/")
+        listing = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key_prefix)
+        for upload in stale_uploads(listing.get("Uploads", []) or [], cutoff):
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted.append(upload["Key"])
+    return {"removed": removed, "aborted": aborted}
+
+
+def stale_uploads(uploads: list[dict[str, Any]], cutoff: float) -> list[dict[str, Any]]:
+    """The multipart uploads (``list_multipart_uploads`` entries) initiated at or before ``cutoff`` (epoch s)."""
+    import datetime as dt
+
+    out = []
+    for upload in uploads:
+        started = upload.get("Initiated")
+        if isinstance(started, dt.datetime) and started.timestamp() > cutoff:
+            continue  # recent: a writer elsewhere may still be sending its parts
+        out.append(upload)
+    return out
 
 
 def open_zarr(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> "xr.Dataset":
