@@ -10,8 +10,9 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -413,7 +414,8 @@ def _stream_until_killed(server: ServerProcess, key: str, tag: str, x: list[Any]
 
 def test_inference_log_complete_after_clean_stop(project: ServingProject) -> None:
     # two worker processes, a flush interval longer than the test: only the shutdown flush writes the rows
-    proc = ServerProcess(project_dir=project.path, env=server_env(), workers=2, args=["--flush-interval", "30"])
+    proc = ServerProcess(project_dir=project.path, env=server_env(), workers=2,
+                         args=["--flush-interval", "30", "--only", "seaice"])
     proc.start(timeout=240)
     tag = uuid.uuid4().hex[:8]
     answered, _ = _stream_until_killed(proc, project.keys["alice"], tag, project.patches[:1].tolist(), 1.5, kill=False)
@@ -427,7 +429,8 @@ def test_inference_log_complete_after_clean_stop(project: ServingProject) -> Non
 def test_inference_log_after_kill_loses_at_most_the_last_flush_interval(project: ServingProject) -> None:
     flush = 0.5
     commit_allowance = 1.5  # a write in progress at the kill: one Delta commit on a busy 2-core machine
-    proc = ServerProcess(project_dir=project.path, env=server_env(), args=["--flush-interval", str(flush)])
+    proc = ServerProcess(project_dir=project.path, env=server_env(),
+                         args=["--flush-interval", str(flush), "--only", "seaice"])
     proc.start(timeout=240)
     tag = uuid.uuid4().hex[:8]
     answered, killed_at = _stream_until_killed(proc, project.keys["alice"], tag, project.patches[:1].tolist(), 4.0,

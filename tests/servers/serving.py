@@ -33,12 +33,12 @@ def _patches(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def build_project(path: Path) -> ServingProject:
     """Register the models (two sea-ice CNN versions, a StarRNN, a guarded classifier), projects, keys, servings."""
+    from tests.servers import serving_layers
     from workbench import registry
     from workbench.models import crops, seaice
     from workbench.serving import hopsworks
     from workbench.serving.auth import AuthStore, default_auth_url
     from workbench.serving.batching import BatchingOptions
-    from tests.servers import serving_layers
 
     path.mkdir(parents=True, exist_ok=True)
     x, y = _patches(96, 0)

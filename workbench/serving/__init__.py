@@ -29,17 +29,17 @@ from workbench.serving.hopsworks import (
 )
 
 __all__ = [
+    "AuthError",
     "ServingClient",
     "ServingError",
-    "AuthError",
     "create_or_update",
-    "get_all",
-    "get",
-    "start",
-    "stop",
     "delete",
+    "get",
+    "get_all",
+    "get_inference_log",
     "get_status",
     "make_inference_request",
-    "get_inference_log",
     "server_info",
+    "start",
+    "stop",
 ]

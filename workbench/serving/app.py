@@ -24,8 +24,9 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +42,7 @@ from workbench.serving.http import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware, 
 from workbench.serving.inference_log import FLUSH_INTERVAL, InferenceLogger
 from workbench.serving.repository import ModelRepository, ServingStore, serving_dir
 
-__all__ = ["ServerOptions", "create_app", "app_from_env", "OPTIONS_ENV"]
+__all__ = ["OPTIONS_ENV", "ServerOptions", "app_from_env", "create_app"]
 
 log = logging.getLogger(__name__)
 #: Environment variable holding the JSON :class:`ServerOptions` of :func:`app_from_env`.
@@ -89,7 +90,7 @@ class ServerOptions:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ServerOptions":
+    def from_json(cls, text: str) -> ServerOptions:
         """Options from :meth:`to_json`'s output."""
         d = json.loads(text)
         if d.get("only") is not None:

@@ -29,9 +29,10 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -39,12 +40,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from workbench.serving.errors import AuthError, BadRequest, NotFound
 
 __all__ = [
-    "SCOPES",
     "ROLES",
     "ROLE_SCOPES",
-    "Principal",
-    "KeyInfo",
+    "SCOPES",
     "AuthStore",
+    "KeyInfo",
+    "Principal",
     "api_key_from_headers",
     "default_auth_url",
 ]
@@ -129,7 +130,7 @@ class KeyInfo:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def default_auth_url(project: Any = None) -> str:

@@ -25,15 +25,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
 from workbench.serving.errors import BadRequest, Overloaded
 
-__all__ = ["BatchingOptions", "Batcher", "Retired"]
+__all__ = ["Batcher", "BatchingOptions", "Retired"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class BatchingOptions:
             raise BadRequest(f"batching 'batch_timeout_ms' must be a number in [0, 10000], got {t!r}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object] | None) -> "BatchingOptions":
+    def from_dict(cls, d: Mapping[str, object] | None) -> BatchingOptions:
         """Options from a mapping (unknown keys are an error)."""
         d = dict(d or {})
         known = {"enabled", "max_batch_size", "batch_timeout_ms", "max_queue", "pad_to_max_batch"}
@@ -100,9 +100,9 @@ Predict = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 class _Item:
-    __slots__ = ("inputs", "rows", "future")
+    __slots__ = ("future", "inputs", "rows")
 
-    def __init__(self, inputs: Mapping[str, np.ndarray], future: "asyncio.Future[dict[str, np.ndarray]]") -> None:
+    def __init__(self, inputs: Mapping[str, np.ndarray], future: asyncio.Future[dict[str, np.ndarray]]) -> None:
         self.inputs = inputs
         self.rows = len(next(iter(inputs.values())))
         self.future = future
@@ -183,7 +183,7 @@ class Batcher:
                     break
                 try:
                     item = await asyncio.wait_for(queue.get(), timeout=left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             if rows + item.rows > limit:
                 # does not fit: run it first in the next batch

@@ -107,6 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     st.add_argument("--flush-interval", type=_nonneg_float, default=1.0, help="inference-log write interval, s")
     st.add_argument("--poll-interval", type=_nonneg_float, default=0.5, help="servings-file check interval, s")
     st.add_argument("--max-rows", type=_positive_int, default=4096, help="most rows per request")
+    st.add_argument("--only", action="append", metavar="SERVING",
+                    help="serve only this serving (repeatable; default: every serving of the project directory)")
     st.add_argument("--no-inference-log", action="store_true")
     st.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     st.set_defaults(func=_serve_start)
@@ -228,7 +230,7 @@ def _serve_start(args: argparse.Namespace) -> int:
         project_dir=str(load_settings().project_dir), max_body_bytes=args.max_body_bytes,
         request_timeout=args.request_timeout or 30.0, flush_interval=max(0.01, args.flush_interval),
         poll_interval=max(0.05, args.poll_interval), max_rows=args.max_rows,
-        inference_log=not args.no_inference_log,
+        inference_log=not args.no_inference_log, only=tuple(args.only) if args.only else None,
     )
     print(f"serving on http://{args.host}:{args.port} with {args.workers} worker(s); Ctrl-C to stop", flush=True)
     run_server(options, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)

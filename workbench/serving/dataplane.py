@@ -14,8 +14,9 @@ import datetime as _dt
 import logging
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +25,9 @@ from workbench.serving.batching import BatchingOptions, Retired
 from workbench.serving.errors import AuthError, BadRequest, NotFound, Overloaded, ServingError
 from workbench.serving.inference_log import InferenceLogger, prediction_summary
 from workbench.serving.model import ServedModel, check_inputs
-from workbench.serving.repository import ModelRepository, ServingConfig, ServingStore, check_serving_name
+from workbench.serving.repository import ModelRepository, ServingConfig, check_serving_name
 
-__all__ = ["InferenceResult", "DataPlane"]
+__all__ = ["DataPlane", "InferenceResult"]
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class DataPlane:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         entry: dict[str, Any] = {
-            "request_id": request_id, "client_id": client_id, "time": _dt.datetime.now(_dt.timezone.utc),
+            "request_id": request_id, "client_id": client_id, "time": _dt.datetime.now(_dt.UTC),
             "serving": serving, "protocol": protocol, "endpoint": endpoint,
         }
         status = 200
@@ -152,7 +153,7 @@ class DataPlane:
                     if attempt == 2:
                         raise
                     await asyncio.sleep(0.01)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise Overloaded(f"serving {serving!r} did not answer within {self.request_timeout:g} s") from None
             assert outputs is not None
             counts, confidence = prediction_summary(outputs, len(model.class_names) if model.is_classifier else None)
@@ -162,7 +163,7 @@ class DataPlane:
             status = exc.status
             entry["error"] = str(exc)[:500]
             raise
-        except Exception as exc:  # noqa: BLE001 - logged, then answered 500 by the app
+        except Exception as exc:
             status = 500
             entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
             raise

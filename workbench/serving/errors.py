@@ -5,13 +5,13 @@ from __future__ import annotations
 from workbench.errors import WorkbenchError
 
 __all__ = [
-    "ServingError",
     "AuthError",
     "BadRequest",
-    "NotFound",
-    "PayloadTooLarge",
-    "Overloaded",
     "ModelFailure",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ServingError",
 ]
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -27,15 +28,15 @@ from workbench.serving.repository import ServingConfig, ServingStore, check_serv
 __all__ = [
     "build_config",
     "create_or_update",
-    "get_all",
-    "get",
-    "start",
-    "stop",
     "delete",
+    "get",
+    "get_all",
+    "get_inference_log",
     "get_status",
     "make_inference_request",
-    "get_inference_log",
     "server_info",
+    "start",
+    "stop",
 ]
 
 

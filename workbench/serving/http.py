@@ -12,14 +12,15 @@ serving protocols); pass ``error_body`` for another format.
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-__all__ = ["BodyLimitMiddleware", "BodyTooLarge", "JSONBodyMiddleware", "FastJSONRoute", "DEFAULT_MAX_BODY_BYTES"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimitMiddleware", "BodyTooLarge", "FastJSONRoute", "JSONBodyMiddleware"]
 
 #: Default limit of a request body: 16 MiB.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -21,12 +21,13 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["InferenceLogger", "read_inference_log", "prediction_summary", "FLUSH_INTERVAL", "GROUP", "COLUMNS"]
+__all__ = ["COLUMNS", "FLUSH_INTERVAL", "GROUP", "InferenceLogger", "prediction_summary", "read_inference_log"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class InferenceLogger:
         self.commits = 0
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "InferenceLogger":
+    def start(self) -> InferenceLogger:
         """Start the background writer."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="inference-log", daemon=True)
@@ -130,7 +131,7 @@ class InferenceLogger:
     def log(self, entry: Mapping[str, Any]) -> None:
         """Buffer one log row (``request_id`` and ``time`` are filled in when missing)."""
         row = dict(entry)
-        row.setdefault("time", _dt.datetime.now(_dt.timezone.utc))
+        row.setdefault("time", _dt.datetime.now(_dt.UTC))
         if "request_id" not in row:
             import uuid
 
@@ -168,7 +169,7 @@ class InferenceLogger:
                 return 0
             try:
                 self.group().insert(_frame(rows))
-            except Exception:  # noqa: BLE001 - keep the rows and retry at the next interval
+            except Exception:
                 log.exception("writing %d inference-log rows failed; retrying later", len(rows))
                 with self._lock:
                     self._buffer.extendleft(reversed(rows))

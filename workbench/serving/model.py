@@ -20,14 +20,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from workbench.serving.errors import BadRequest, ModelFailure, NotFound
 
-__all__ = ["TensorSpec", "ServedModel", "check_inputs", "DEFAULT_IMPORTS", "SIGNATURE_NAME"]
+__all__ = ["DEFAULT_IMPORTS", "SIGNATURE_NAME", "ServedModel", "TensorSpec", "check_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class TensorSpec:
     shape: tuple[int | None, ...]
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], default_name: str) -> "TensorSpec":
+    def from_dict(cls, d: Mapping[str, Any], default_name: str) -> TensorSpec:
         """Read a registry signature entry ``{"name", "dtype", "shape"}``."""
         return cls(
             name=str(d.get("name") or default_name),
@@ -197,7 +198,7 @@ class ServedModel:
         *,
         imports: Sequence[str] = (),
         project: Any = None,
-    ) -> "ServedModel":
+    ) -> ServedModel:
         """The version ``version`` (number, alias, or None for the latest) of ``model_name``; not loaded yet.
 
         Raises
@@ -222,7 +223,7 @@ class ServedModel:
     @classmethod
     def from_folder(cls, path: Any, *, model_name: str, version: int, aliases: tuple[str, ...] = (),
                     imports: tuple[str, ...] = (), metrics: dict[str, float] | None = None,
-                    training_dataset: dict[str, Any] | None = None) -> "ServedModel":
+                    training_dataset: dict[str, Any] | None = None) -> ServedModel:
         """A served model from a registry version folder (or an export directory)."""
         from pathlib import Path
 
@@ -277,7 +278,7 @@ class ServedModel:
 
             try:
                 model = keras.saving.load_model(self.path / MODEL_FILE, compile=False)
-            except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad file
+            except Exception as exc:
                 raise NotFound(f"model {self.model_name!r} v{self.version} cannot be loaded: "
                                f"{type(exc).__name__}: {exc}") from exc
             if not self.inputs:
@@ -344,7 +345,7 @@ class ServedModel:
         try:
             outs = fn(*[inputs[s.name] for s in self.inputs])
             arrays = [np.asarray(o) for o in outs]
-        except Exception as exc:  # noqa: BLE001 - TF raises many types; the caller answers 500
+        except Exception as exc:
             log.exception("model %s v%d failed", self.model_name, self.version)
             text = str(exc).strip().splitlines()
             raise ModelFailure(f"model {self.model_name!r} v{self.version} failed: {type(exc).__name__}: "

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["summarize", "summary_table", "plot", "training_distribution", "drift"]
+__all__ = ["drift", "plot", "summarize", "summary_table", "training_distribution"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def summarize(frame: pd.DataFrame, *, training: Sequence[float] | None = None,
     class_names
         Names of the classes (default ``"0"``, ``"1"``...).
     """
-    n = int(len(frame))
+    n = len(frame)
     out: dict[str, Any] = {"requests": n}
     if n == 0:
         return {**out, "rows": 0, "requests_per_s": 0.0, "error_rate": float("nan"), "latency_ms": {},
@@ -128,7 +129,7 @@ def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["figure", "value"])
 
 
-def plot(frame: pd.DataFrame, summary: dict[str, Any], *, title: str = "") -> "Figure":
+def plot(frame: pd.DataFrame, summary: dict[str, Any], *, title: str = "") -> Figure:
     """Latency over time, latency histogram, served vs training class distribution."""
     import matplotlib.pyplot as plt
 

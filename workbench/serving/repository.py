@@ -23,15 +23,16 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from workbench.serving.batching import Batcher, BatchingOptions
 from workbench.serving.errors import BadRequest, NotFound, Overloaded
 from workbench.serving.model import ServedModel
 
-__all__ = ["ServingConfig", "ServingStore", "LiveServing", "ModelRepository", "serving_dir", "STATUSES"]
+__all__ = ["STATUSES", "LiveServing", "ModelRepository", "ServingConfig", "ServingStore", "serving_dir"]
 
 log = logging.getLogger(__name__)
 STATUSES = ("running", "stopped")
@@ -48,7 +49,7 @@ def serving_dir(project: Any = None) -> Path:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
 
 def check_serving_name(name: Any) -> str:
@@ -103,7 +104,7 @@ class ServingConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ServingConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> ServingConfig:
         """Read a config written by :meth:`to_dict`."""
         return cls(
             name=d["name"], project=d["project"], model_name=d["model_name"], model_version=d.get("model_version"),
@@ -362,7 +363,7 @@ class ModelRepository:
         while True:
             try:
                 await self.reconcile()
-            except Exception:  # noqa: BLE001 - keep watching; the error is logged
+            except Exception:
                 log.exception("reconciling servings failed")
             await asyncio.sleep(interval)
 

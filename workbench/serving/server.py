@@ -23,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -32,7 +33,7 @@ from workbench.serving.app import OPTIONS_ENV, ServerOptions
 from workbench.serving.errors import ServingError
 from workbench.serving.repository import serving_dir
 
-__all__ = ["run_server", "ServerProcess", "free_port"]
+__all__ = ["ServerProcess", "free_port", "run_server"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def run_server(
     info_path = folder / f"{os.getpid()}.json"
     url = f"http://{host}:{port}"
     _write_info(info_path, {"url": url, "pid": os.getpid(), "workers": workers,
-                            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat()})
+                            "started_at": _dt.datetime.now(_dt.UTC).isoformat()})
     try:
         uvicorn.run(
             "workbench.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
@@ -126,7 +127,7 @@ class ServerProcess:
         self.log_file = Path(log_file) if log_file else None
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, timeout: float = 180.0, ready: bool = True) -> "ServerProcess":
+    def start(self, *, timeout: float = 180.0, ready: bool = True) -> ServerProcess:
         """Start the server; return once ``/v2/health/ready`` (or ``live``) answers 200."""
         env = {**os.environ, **self.env}
         if self.project_dir is not None:
@@ -176,8 +177,8 @@ class ServerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -30,7 +30,7 @@ from workbench.serving.errors import BadRequest
 from workbench.serving.http import FastJSONRoute
 from workbench.serving.model import SIGNATURE_NAME, ServedModel, TensorSpec
 
-__all__ = ["PredictRequest", "ClassifyRequest", "make_router", "decode_predict", "decode_classify"]
+__all__ = ["ClassifyRequest", "PredictRequest", "decode_classify", "decode_predict", "make_router"]
 
 _TF_DTYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF", "int8": "DT_INT8",
               "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64", "uint8": "DT_UINT8",
@@ -100,7 +100,7 @@ def _rows_to_arrays(instances: list[Any], model: ServedModel) -> dict[str, Any]:
     specs = model.inputs
     if not instances:
         raise BadRequest("'instances' is empty: send at least one instance")
-    named = isinstance(instances[0], dict) and not (set(instances[0]) == {"b64"})
+    named = isinstance(instances[0], dict) and set(instances[0]) != {"b64"}
     if named:
         cols: dict[str, list[Any]] = {}
         for i, inst in enumerate(instances):

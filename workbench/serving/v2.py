@@ -29,14 +29,14 @@ from workbench.serving.model import ServedModel
 
 __all__ = [
     "DATATYPES",
-    "RequestInput",
-    "RequestOutput",
     "InferenceRequest",
-    "ResponseOutput",
     "InferenceResponse",
-    "MetadataTensor",
     "MetadataModelResponse",
     "MetadataServerResponse",
+    "MetadataTensor",
+    "RequestInput",
+    "RequestOutput",
+    "ResponseOutput",
     "decode_tensor",
     "encode_tensor",
     "make_router",
