@@ -9,7 +9,9 @@ same payload (a batch of 8 patches as JSON ``{"instances": ...}``), same machine
   call our server makes (the fair floor); also with the batch sent as base64 rows;
 * **throughput** at 1, 8 and 32 concurrent clients (httpx asyncio clients, fixed duration):
   requests/s and p99 of our server with batching on, with batching off, and of MLflow's
-  scoring server (``/invocations``, one uvicorn worker, ``--env-manager local``).
+  scoring server (``/invocations``, one uvicorn worker, ``--env-manager local``); at 32
+  clients also our server with the batch sent as base64 rows (batching on and off), where
+  the model, not JSON decoding, is the larger part of a request's cost.
   MLServer is not measured: mlserver 1.7.1 requires fastapi<0.116 (we pin 0.165).
 
 Usage: python benchmarks/serving.py [--small]
@@ -221,13 +223,18 @@ def main() -> None:
                 r = load(u, body, h, clients, seconds)
                 results[(name, clients)] = r
                 print(f"{name:<24}{clients:>8}{r['rps']:>10.1f}{r['p50']:>10.1f}{r['p99']:>10.1f}{r['errors']:>8}")
+        b64_on = load(url, b64, auth, 32, seconds)
+        b64_off = load(url_nb, b64, auth, 32, seconds)
+        for name, r in (("ours, on, base64 rows", b64_on), ("ours, off, base64 rows", b64_off)):
+            print(f"{name:<24}{32:>8}{r['rps']:>10.1f}{r['p50']:>10.1f}{r['p99']:>10.1f}{r['errors']:>8}")
         health = httpx.get(ours.url + "/v2/health/servings").json()["servings"]["seaice"]
         print(f"\nbatching on: {health['calls']} model calls for {health['rows'] // BATCH} requests "
               f"(mean {health['rows'] / max(1, health['calls']):.1f} rows per call)")
         on, off = results[("ours, batching on", 32)], results[("ours, batching off", 32)]
         ratio_batching = on["rps"] / off["rps"]
         print(f"batching on vs off at 32 clients: {ratio_batching:.2f}x requests/s (target >= 3x), "
-              f"p99 {on['p99']:.1f} vs {off['p99']:.1f} ms")
+              f"p99 {on['p99']:.1f} vs {off['p99']:.1f} ms; with base64 rows "
+              f"{b64_on['rps'] / b64_off['rps']:.2f}x")
         if mlflow_proc is not None:
             peer = results[("MLflow scoring server", 32)]
             best_ours = max(on["rps"], off["rps"])

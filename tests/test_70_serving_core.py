@@ -155,3 +155,26 @@ def test_drift_figures() -> None:
     far = drift([5, 0], [0, 5])
     assert far["tvd"] == pytest.approx(1.0) and far["js_distance"] == pytest.approx(1.0)
     assert np.isnan(drift([1, 2], [1, 2, 3])["tvd"])
+
+
+@pytest.mark.parametrize("kind", ["vgg16", "lstm", "tempcnn", "starrnn"])  # adhoc: test_70_serving
+def test_every_workbench_model_serves(tmp_path: Path, kind: str) -> None:
+    """The sea-ice CNNs and the three crop models load through the registry and answer as in process."""
+    from workbench import registry
+    from workbench.models import crops, seaice
+    from workbench.serving.model import ServedModel
+
+    rng = np.random.default_rng(0)
+    if kind == "vgg16":
+        x = rng.normal(-15, 4, size=(3, 16, 16, 3)).astype("float32")
+        model = seaice.build_model(kind, (16, 16, 3), 2, width=0.125, dense_units=64)
+    else:
+        x = rng.uniform(0, 3000, size=(3, 12, 4)).astype("float32")
+        params = {"lstm": {"n_layers": 1, "units": 8}, "tempcnn": {}, "starrnn": {"n_layers": 2, "units": 8}}[kind]
+        model = crops.build_model(kind, 12, 4, 3, scaling=crops.fit_percentile_scaling(x), **params)
+    registry.save_model(f"m_{kind}", model, input_example=x[:1], project=tmp_path)
+    served = ServedModel.from_registry(f"m_{kind}", None, project=tmp_path)
+    served.load()
+    assert served.ready and served.is_classifier
+    out = next(iter(served.predict(check_inputs(served.inputs, x)).values()))
+    np.testing.assert_allclose(out, model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
