@@ -43,6 +43,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     root = tmp_path_factory.mktemp("processors")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_PROJECT_DIR", str(root))
+        mp.setenv("WORKBENCH_DASK_WORKERS", "1")
         mp.chdir(root)
         info = build_project(root)
         info["root"] = root
@@ -194,6 +195,37 @@ def test_polygons_are_in_the_geosparql_store_and_found_semantically(seaice_embed
     with pytest.raises(InputError) as info:
         semantic_search("water", region={"bbox": [5, 5, 4, 6]})
     assert info.value.input == "region"
+
+
+def test_blocks_on_the_cluster_equal_the_library_classification(project: dict[str, Any]) -> None:
+    """The processor's self-contained blocks (halo, boxcar margin, edge padding) give exactly the labels of
+    ``classify_scene`` on the same land- and region-masked cut of the scene's cube."""
+    import shapely
+    import xarray as xr
+
+    from workbench.cluster import get_client
+    from workbench.processors import sea_ice_chart as sic
+    from workbench.processors.models import predictor, resolve_model
+    from workbench.sentinel1 import apply_land_mask, classify_scene
+
+    w, s, e, n = project["scene_bbox"]
+    region = {"type": "Polygon", "coordinates": [[[w + (e - w) * 0.2, s + (n - s) * 0.1], [e - (e - w) * 0.1, s],
+                                                  [e - (e - w) * 0.3, n - (n - s) * 0.2], [w, n], [w + (e - w) * 0.2,
+                                                  s + (n - s) * 0.1]]]}
+    inputs = validate_inputs("sea_ice_chart", _seaice_raw(project, region=region, options={"chunk": 32}))
+    item = sic._scenes(inputs, "sentinel-1-grd", 1)[0]
+    spec = resolve_model(inputs.model, mode="embedded")
+    cube, lat, lon = sic._scene_cube(item, inputs.options)
+    cut = sic._region_cut(lat, lon, inputs.region)
+    assert cut is not None and cut != (0, cube.sizes["y"], 0, cube.sizes["x"])
+    labels = sic._labels(item, cube, cut, spec, inputs, client=get_client(), progress=None)
+    r0, r1, c0, c1 = cut
+    masked = apply_land_mask(cube, sic._land(item, inputs.options)).isel(y=slice(r0, r1), x=slice(c0, c1))
+    keep = xr.DataArray(shapely.contains_xy(inputs.region, lon[r0:r1, c0:c1], lat[r0:r1, c0:c1]), dims=("y", "x"))
+    masked = masked.assign(sar=masked["sar"].where(keep).astype("float32"))
+    reference = classify_scene(predictor(spec), masked, class_names=list(spec.class_names), chunk=32)
+    assert labels.shape == reference.labels.shape and np.array_equal(labels, reference.labels.values)
+    assert (labels == 255).any() and (labels != 255).any()
 
 
 def test_region_without_scenes_is_an_input_error(project: dict[str, Any]) -> None:

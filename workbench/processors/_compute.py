@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["compute_blocks", "Cancelled", "scaled"]
+__all__ = ["compute_blocks", "gather_tasks", "Cancelled", "scaled"]
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +58,27 @@ def compute_blocks(
     for i, value in enumerate(results):
         grid.ravel()[i] = value
     return np.block(grid.tolist())
+
+
+def gather_tasks(
+    futures: list[Any],
+    *,
+    client: Any,
+    progress: Callable[[float, str], None] | None = None,
+    message: str = "tasks",
+) -> list[Any]:
+    """Results of ``futures`` in their order, reporting each finished one; an exception raised by
+    ``progress`` (e.g. :class:`Cancelled`) or by a task cancels the others and propagates."""
+    from distributed import as_completed
+
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    try:
+        for done, fut in enumerate(as_completed(futures), start=1):
+            results[index[fut.key]] = fut.result()
+            if progress is not None:
+                progress(done / len(futures), f"{message}: {done}/{len(futures)}")
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return results

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from workbench.processors.base import InputError, Processor, ProcessorInputs, ProgressCallback
 from workbench.processors.products import OUTPUTS_SCHEMA, Product, publish_product
 
-__all__ = ["PROCESSOR", "run", "classify_block", "SEAICE_COLORS"]
+__all__ = ["PROCESSOR", "run", "classify_block", "BlockTask", "SEAICE_COLORS"]
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +69,103 @@ OPTIONS_SCHEMA: dict[str, Any] = {
 }
 
 
-def classify_block(
-    block: np.ndarray,
-    *,
-    spec: Any,
-    patch: int,
-    stride: int,
-    margin: int,
-    batch_size: int,
-    fill: np.ndarray,
-) -> np.ndarray:
-    """Classify one overlapping block on a worker (embedded or remote model, same code path)."""
-    from workbench.processors.models import predictor
-    from workbench.sentinel1.classify import classify_array
+@dataclass(frozen=True)
+class BlockTask:
+    """One block of a scene's classification, self-contained for a Dask worker.
 
-    labels, _ = classify_array(
-        block, predictor(spec), patch=patch, stride=stride, margin=margin, batch_size=batch_size, fill=fill
-    )
-    return labels[..., None]
+    The block covers cube rows ``y0:y1`` and columns ``x0:x1`` of the region's cut
+    ``crop`` (``(row0, row1, col0, col1)`` of the scene's cube); the worker preprocesses the
+    full-resolution window under the block, its patch margin (clipped to the cut, the rest
+    padded with the edge values as ``map_overlap``'s ``nearest`` boundary does) and the
+    boxcar's margin (clipped to the scene), so a block needs no other block's data.
+    """
+
+    safe: str
+    scene_window: tuple[int, int, int, int]
+    scene_shape: tuple[int, int]
+    crop: tuple[int, int, int, int]
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    multilook: int
+    boxcar: int
+    patch: int
+    stride: int
+    batch_size: int
+    fill: tuple[float, ...]
 
 
-def _region_crop(cube: Any, region: Any) -> Any | None:
-    """The cube cut to the rows/columns touching the region, pixels outside it set to NaN (None: no overlap)."""
+def _span(lo: int, hi: int, margin: int, lim_lo: int, lim_hi: int) -> tuple[int, int, int, int]:
+    """``[lo - margin, hi + margin)`` clipped to ``[lim_lo, lim_hi)``, and the missing margins (before, after)."""
+    a, b = max(lim_lo, lo - margin), min(lim_hi, hi + margin)
+    return a, b, a - (lo - margin), (hi + margin) - b
+
+
+def classify_block(task: BlockTask, spec: Any, land: Any, region: Any) -> np.ndarray:
+    """Labels ``(y1 - y0, x1 - x0)`` of one block, computed on a worker (embedded or remote model)."""
+    import dask
     import shapely
-    import xarray as xr
 
-    lat = np.asarray(cube["latitude"].values, dtype=np.float64)
-    lon = np.asarray(cube["longitude"].values, dtype=np.float64)
+    from workbench.processors.models import predictor
+    from workbench.sentinel1 import preprocess
+    from workbench.sentinel1.classify import classify_array
+    from workbench.sentinel1.landmask import rasterize_on_swath
+
+    margin = (task.patch - task.stride) // 2
+    r0, r1, c0, c1 = task.crop
+    # rows/cols with the patch margin, within the region's cut
+    ya, yb, pad_top, pad_bottom = _span(r0 + task.y0, r0 + task.y1, margin, r0, r1)
+    xa, xb, pad_left, pad_right = _span(c0 + task.x0, c0 + task.x1, margin, c0, c1)
+    # plus the boxcar margin, within the scene
+    half = task.boxcar // 2
+    pa, pb, _, _ = _span(ya, yb, half, 0, task.scene_shape[0])
+    qa, qb, _, _ = _span(xa, xb, half, 0, task.scene_shape[1])
+    row, col, _, _ = task.scene_window
+    ml = task.multilook
+    window = (row + pa * ml, col + qa * ml, (pb - pa) * ml, (qb - qa) * ml)
+    with dask.config.set(scheduler="synchronous"):
+        cube = preprocess(task.safe, window=window, multilook=ml, boxcar_size=task.boxcar,
+                          chunk=max(pb - pa, qb - qa)).compute()
+    sl = (slice(ya - pa, yb - pa), slice(xa - qa, xb - qa))
+    sar = np.asarray(cube["sar"].values, dtype=np.float32)[sl]
+    lat = np.asarray(cube["latitude"].values, dtype=np.float64)[sl]
+    lon = np.asarray(cube["longitude"].values, dtype=np.float64)[sl]
+    is_db = np.array([str(b).endswith("_db") for b in cube["band"].values])
+    if land is not None and len(land):
+        on_land = rasterize_on_swath(lat, lon, land, fill=0) == 1
+        sar[on_land[:, :, None] & is_db[None, None, :]] = np.nan
+    sar[~shapely.contains_xy(region, lon, lat)] = np.nan
+    if pad_top or pad_bottom or pad_left or pad_right:
+        sar = np.pad(sar, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="edge")
+    labels, _ = classify_array(sar, predictor(spec), patch=task.patch, stride=task.stride, margin=margin,
+                               batch_size=task.batch_size, fill=np.asarray(task.fill, dtype=np.float32))
+    return labels
+
+
+def _scene_cube(item: Any, opts: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The scene's (lazy) cube and its geolocation grid (numpy: small, read by the cut and the geocoding)."""
+    import dask
+
+    from workbench.sentinel1 import preprocess
+
+    window = item.properties.get("workbench:window")
+    cube = preprocess(item.assets["safe"].href, window=tuple(window) if window else None,
+                      multilook=opts["multilook"], boxcar_size=opts["boxcar"], chunk=opts["chunk"])
+    lat, lon = dask.compute(cube["latitude"].data, cube["longitude"].data, scheduler="threads")
+    return cube, np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+
+
+def _region_cut(lat: np.ndarray, lon: np.ndarray, region: Any) -> tuple[int, int, int, int] | None:
+    """``(row0, row1, col0, col1)`` of the cube pixels touching the region (None: none does)."""
+    import shapely
+
     shapely.prepare(region)
     inside = shapely.contains_xy(region, lon, lat)
     if not inside.any():
         return None
     rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    sub = cube.isel(y=slice(int(rows[0]), int(rows[-1]) + 1), x=slice(int(cols[0]), int(cols[-1]) + 1))
-    keep = xr.DataArray(inside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], dims=("y", "x"))
-    sar = sub["sar"]
-    return sub.assign(sar=sar.where(keep).astype(sar.dtype), region_mask=keep)
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _scenes(inputs: ProcessorInputs, collection: str, max_scenes: int) -> list[Any]:
@@ -130,52 +192,51 @@ def _scenes(inputs: ProcessorInputs, collection: str, max_scenes: int) -> list[A
     return chosen
 
 
-def _cube(item: Any, opts: dict[str, Any]) -> Any:
+def _land(item: Any, opts: dict[str, Any]) -> Any:
     from workbench import storage
-    from workbench.sentinel1 import apply_land_mask, preprocess
 
-    window = item.properties.get("workbench:window")
-    cube = preprocess(item.assets["safe"].href, window=tuple(window) if window else None,
-                      multilook=opts["multilook"], boxcar_size=opts["boxcar"], chunk=opts["chunk"])
-    if opts["mask_land"] and "ice-chart" in item.assets:
-        chart = storage.read_geoparquet(item.assets["ice-chart"].href)
-        if "is_land" in chart.columns and chart["is_land"].any():
-            cube = apply_land_mask(cube, chart[chart["is_land"]])
-    return cube
+    if not opts["mask_land"] or "ice-chart" not in item.assets:
+        return None
+    chart = storage.read_geoparquet(item.assets["ice-chart"].href)
+    if "is_land" not in chart.columns or not chart["is_land"].any():
+        return None
+    land = chart[chart["is_land"]]
+    return land.to_crs(4326) if land.crs is not None and land.crs.to_epsg() != 4326 else land
 
 
-def _labels(cube: Any, spec: Any, opts: dict[str, Any], *, client: Any, progress: ProgressCallback,
-            name: str) -> np.ndarray:
-    import dask.array as da
-
+def _labels(item: Any, cube: Any, cut: tuple[int, int, int, int], spec: Any, inputs: ProcessorInputs, *,
+            client: Any, progress: ProgressCallback) -> np.ndarray:
     from workbench.errors import DataError
-    from workbench.processors._compute import compute_blocks
+    from workbench.processors._compute import gather_tasks
 
+    opts = inputs.options
     patch, n_bands = int(spec.input_shape[0]), int(spec.input_shape[2])
     if cube.sizes["band"] != n_bands:
         raise InputError("model", f"the model takes {n_bands} bands but the scene's cube has {cube.sizes['band']}")
     stride = opts["stride"] or patch // 2
     if stride > patch or (patch - stride) % 2:
         raise InputError("options.stride", f"must be in 1..{patch} with (patch - stride) even, got {stride}")
-    margin = (patch - stride) // 2
     chunk = max(stride, opts["chunk"] - opts["chunk"] % stride)
     fill = np.asarray(spec.fill if spec.fill is not None else np.zeros(n_bands), dtype=np.float32)[:n_bands]
     if fill.shape != (n_bands,):
         raise DataError(f"the model's standardisation has {fill.size} values for {n_bands} bands")
-    sar = cube["sar"].data
-    if not isinstance(sar, da.Array):
-        sar = da.from_array(np.asarray(sar))
-    sar = sar.rechunk((chunk, chunk, n_bands)).astype(np.float32)
-    kwargs = dict(spec=spec, patch=patch, stride=stride, margin=margin, batch_size=opts["batch_size"], fill=fill)
-    token = f"seaice-classify-{name}-{uuid.uuid4().hex[:8]}"
-    if margin:
-        lab = sar.map_overlap(
-            classify_block, depth={0: margin, 1: margin, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
-            trim=False, dtype=np.uint8, chunks=sar.chunks[:2] + ((1,),), name=token, **kwargs,
-        )
-    else:
-        lab = sar.map_blocks(classify_block, dtype=np.uint8, chunks=sar.chunks[:2] + ((1,),), name=token, **kwargs)
-    return compute_blocks(lab, client=client, progress=progress, message=f"classify {name}")[..., 0]
+    r0, r1, c0, c1 = cut
+    win = cube.attrs["window"]
+    land = _land(item, opts)
+    common = dict(safe=str(item.assets["safe"].href), scene_window=tuple(int(v) for v in win),
+                  scene_shape=(cube.sizes["y"], cube.sizes["x"]), crop=cut, multilook=opts["multilook"],
+                  boxcar=opts["boxcar"], patch=patch, stride=stride, batch_size=opts["batch_size"],
+                  fill=tuple(float(v) for v in fill))
+    tasks = [BlockTask(y0=y, y1=min(y + chunk, r1 - r0), x0=x, x1=min(x + chunk, c1 - c0), **common)
+             for y in range(0, r1 - r0, chunk) for x in range(0, c1 - c0, chunk)]
+    spec_f, land_f, region_f = client.scatter([spec, land, inputs.region], broadcast=True)
+    futures = [client.submit(classify_block, t, spec_f, land_f, region_f, pure=False,
+                             key=f"seaice-block-{item.id}-{t.y0}-{t.x0}-{uuid.uuid4().hex[:8]}") for t in tasks]
+    results = gather_tasks(futures, client=client, progress=progress, message=f"classify {item.id}")
+    labels = np.empty((r1 - r0, c1 - c0), dtype=np.uint8)
+    for t, block in zip(tasks, results):
+        labels[t.y0:t.y1, t.x0:t.x1] = block
+    return labels
 
 
 def run(inputs: ProcessorInputs, *, out_dir: Path, progress: ProgressCallback | None = None,
@@ -207,14 +268,16 @@ def run(inputs: ProcessorInputs, *, out_dir: Path, progress: ProgressCallback | 
     span = 0.80 / len(items)
     for k, item in enumerate(items):
         step = scaled(progress, 0.05 + k * span, 0.05 + (k + 1) * span)
-        cube = _region_crop(_cube(item, opts), inputs.region)
-        if cube is None:
+        cube, lat, lon = _scene_cube(item, opts)
+        cut = _region_cut(lat, lon, inputs.region)
+        if cut is None:
             log.info("scene %s has no pixel inside the region", item.id)
             continue
-        labels = _labels(cube, spec, opts, client=client, progress=step, name=item.id)
+        labels = _labels(item, cube, cut, spec, inputs, client=client, progress=step)
         da_labels = xr.DataArray(labels, dims=("y", "x"), name="class_id")
         spacing = float(cube.attrs.get("pixel_spacing_m", 40.0))
-        geo = geocode(da_labels, cube["latitude"].values, cube["longitude"].values, spacing_m=spacing)
+        r0, r1, c0, c1 = cut
+        geo = geocode(da_labels, lat[r0:r1, c0:c1], lon[r0:r1, c0:c1], spacing_m=spacing)
         xs, ys = np.meshgrid(geo["x"].values, geo["y"].values)
         outside = ~shapely.contains_xy(inputs.region, xs, ys)
         geo = geo.where(~outside, NODATA).astype(np.uint8).rio.write_nodata(NODATA)
