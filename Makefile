@@ -40,12 +40,16 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed: sudo apt-get install chromium (browser tests will be skipped)"; fi; }
 
-# Leaflet from the npm registry: the browser tests run offline and answer folium's CDN links with it.
-$(LEAFLET):
-	@if command -v npm >/dev/null 2>&1; then mkdir -p .cache/web && npm install --silent --no-save --no-audit --no-fund --prefix .cache/web leaflet@1.9.3; \
+# Leaflet from the npm registry: the browser tests run offline and answer folium's CDN links with it;
+# Font Awesome 5 likewise answers the CDN link of Voila's page template. One npm install for both
+# (a --no-save install removes the packages it was not given).
+WEB_PACKAGES := leaflet@1.9.3 @fortawesome/fontawesome-free@5.15.4
+FONTAWESOME := .cache/web/node_modules/@fortawesome/fontawesome-free/css/all.min.css
+$(LEAFLET) $(FONTAWESOME) &:
+	@if command -v npm >/dev/null 2>&1; then mkdir -p .cache/web && npm install --silent --no-save --no-audit --no-fund --prefix .cache/web $(WEB_PACKAGES); \
 	else echo "npm is not installed: map tests in the browser will be skipped"; fi
 
-web-assets: $(LEAFLET)
+web-assets: $(LEAFLET) $(FONTAWESOME)
 
 demo: install
 	$(VENV)/bin/workbench run notebooks/pipelines/demo.yaml

@@ -500,7 +500,7 @@ class ProcessorPanel:
                 continue
             self.last_job = row
             self.progress.value = max(0, min(100, row.progress))
-            self.progress_label.value = f"{_escape(row.status)}: {_escape(row.message[:200])}"
+            self.progress_label.value = _escape(_progress_text(row))
             if row.done:
                 break
             time.sleep(self.poll_interval)
@@ -564,6 +564,16 @@ class ProcessorPanel:
                 self.map.add(self.legend)
             self._zoom_to((w, s, e, n))
             self.product = dict(product)
+
+
+def _progress_text(row: JobRow) -> str:
+    """``status: message`` of a job for the progress line (the message alone when it starts with the status)."""
+    if row.status == "failed":
+        return "failed"  # the error label below says why
+    message = row.message[:200]
+    if not message or message.startswith(row.status):
+        return message or row.status
+    return f"{row.status}: {message}"
 
 
 def _registered_models() -> list[str]:
