@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.notebook_checks import assert_showcases_shown
 from workbench.cli import main
 from workbench.pipeline import read_run, run_pipeline
 
@@ -38,6 +39,7 @@ def test_setup_and_discover(foundation_pipeline: Path, project_dir: Path) -> Non
     assert all(f["properties"]["proj:code"].startswith("EPSG:") for f in items["features"])
     assert Path(discover["outputs"]["footprints_map"]["path"]).read_text().count("leaflet") > 0
     assert discover["outputs"]["items"]["sha256"]
+    assert_showcases_shown(discover["output_notebook"])
 
     # A second run reuses the sample data and gives the same items.
     again = run_pipeline(foundation_pipeline, progress=False)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.notebook_checks import assert_showcases_shown
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -52,9 +54,11 @@ def test_polar_notebooks_chain(sarsen_cache: Path, project_dir: Path, monkeypatc
               {"data_dir": data, "epochs": 1, "vgg_epochs": 1, "vgg_width": 0.125, "register": True})
     text = json.dumps(nb["cells"])
     assert "published validation accuracy" in text and "0.9853" in text
+    assert_showcases_shown(nb)  # the accuracy table, and the learning curves and confusion matrices drawn
     model = f"{data}/polar/models/seaice_adhoc.keras"
     assert (project_dir / model).is_file()
     nb = _run("05_seaice_chart.ipynb", out, project_dir,
               {"data_dir": data, "model_path": model, "cube_path": cube, "chart_path": chart})
     assert (project_dir / data / "polar" / "charts" / "seaice_chart.tif").is_file()
     assert "folium" in json.dumps(nb["cells"]) and "agreement" in json.dumps(nb["cells"])
+    assert_showcases_shown(nb)

@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 from shapely.geometry import box  # noqa: E402
 
+from tests.notebook_checks import assert_showcases_shown
 from workbench.datasets.pixels import (  # noqa: E402
     extract_pixels,
     feature_columns,
@@ -315,6 +316,7 @@ def test_food_security_notebooks_chain(project_dir: Path) -> None:
                                parameters={"weighted_epochs": 1, "unweighted_epochs": 1, "star_units": 8,
                                            "grid_layers": [1], "grid_cells": [4, 8], "grid_epochs": 1},
                                kernel_name="python3", cwd=str(project_dir))
+    assert_showcases_shown(project_dir / "04.ipynb")
     crops = project_dir / "workbench-data" / "crops"
     table = pd.read_csv(crops / "comparison.csv", index_col=0)
     assert list(table.index) == ["lstm", "tempcnn", "starrnn"] and table["paper OA %"].tolist() == [85.39, 81.71, 81.17]
@@ -332,6 +334,7 @@ def test_food_security_notebooks_chain(project_dir: Path) -> None:
                          "validation": int((samples["split"] == "validation").sum())}
     papermill.execute_notebook(str(notebooks / "05_crop_map.ipynb"), str(project_dir / "05.ipynb"),
                                kernel_name="python3", cwd=str(project_dir))
+    assert_showcases_shown(project_dir / "05.ipynb")
     cmap = rioxarray.open_rasterio(crops / "maps" / "33TWM.tif")
     assert cmap.shape == (1, 32, 32) and cmap.rio.crs.to_epsg() == 32633
     labels = gpd.read_parquet(crops / "parcel_labels.parquet")

@@ -18,6 +18,7 @@ from SPARQLWrapper import CSV, JSON, JSONLD, POST, TSV, TURTLE, XML, SPARQLWrapp
 from SPARQLWrapper.SPARQLExceptions import QueryBadFormed, Unauthorized
 
 from tests.conftest import free_port
+from tests.notebook_checks import assert_showcases_shown
 from workbench.linked import EndpointServer, GeoStore
 from workbench.linked.synthetic import generate, to_ntriples
 
@@ -175,7 +176,19 @@ def test_notebook_07_runs(tmp_path: Path) -> None:
                                            "ice_chart_product": str(chart), "image_id": "S1A_TEST"},
                                kernel_name="python3", cwd=str(tmp_path))
     text = out.read_text()
-    assert "1 observations; images: ['S1A_TEST']" in text
+    assert "1 observations of polar:DeformedIce; images: ['S1A_TEST']" in text
+    assert_showcases_shown(out)
+    # a binary chart (the demo's) has no deformed ice: the showcase asks for sea ice and still answers
+    binary = tmp_path / "binary.parquet"
+    gpd.GeoDataFrame({"class_id": [0, 1], "class_name": ["water", "ice"]},
+                     geometry=[shapely.box(14, 77, 15, 78), shapely.box(15, 77, 16, 78)], crs=4326).to_parquet(binary)
+    out2 = tmp_path / "07b.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "07_linked_data.ipynb"), str(out2),
+                               parameters={"data_dir": str(tmp_path / "data2"), "port": free_port(),
+                                           "ice_chart_product": str(binary), "image_id": "S1A_BIN"},
+                               kernel_name="python3", cwd=str(tmp_path))
+    assert "1 observations of polar:SeaIce; images: ['S1A_BIN']" in out2.read_text()
+    assert_showcases_shown(out2)
     assert (tmp_path / "data" / "linked" / "store").is_dir()
 
 

@@ -267,10 +267,11 @@ def fit(
 
 
 def plot_learning_curves(history: Mapping[str, list[float]], *, title: str = "") -> "Figure":
-    """Loss and accuracy per epoch (train and validation)."""
-    import matplotlib
+    """Loss and accuracy per epoch (train and validation).
 
-    matplotlib.use("Agg", force=False)
+    A pyplot figure on the current backend (a notebook's inline backend shows it
+    at the end of the cell; headless, matplotlib picks Agg by itself).
+    """
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -288,10 +289,7 @@ def plot_learning_curves(history: Mapping[str, list[float]], *, title: str = "")
 
 
 def plot_confusion(report: ClassificationReport, *, title: str = "") -> "Figure":
-    """Confusion matrix (rows: truth, columns: prediction), counts annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    """Confusion matrix (rows: truth, columns: prediction), counts annotated (a pyplot figure, see above)."""
     import matplotlib.pyplot as plt
 
     cm = report.confusion
