@@ -122,7 +122,15 @@ class InferenceLogger:
         self._thread: threading.Thread | None = None
 
     def start(self) -> InferenceLogger:
-        """Start the background writer."""
+        """Open the feature group (imports, Delta metadata: the first write is then as fast as the
+        others) and start the background writer."""
+        try:
+            import dask.dataframe  # noqa: F401 - FeatureGroup.insert imports it; pay that at start, not in a flush
+            import deltalake  # noqa: F401
+
+            self.group().has_data()
+        except Exception:  # noqa: BLE001 - the first flush retries and logs the error
+            log.exception("cannot open the inference-log feature group yet")
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="inference-log", daemon=True)
             self._thread.start()
