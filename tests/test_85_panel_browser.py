@@ -38,7 +38,7 @@ NOTEBOOK = "08_processor_panel.ipynb"
 TOKEN = "wb-panel-test-token"
 BIN = Path(sys.executable).parent
 #: docs/img/processor_panel.png is refreshed from this run when set (once, by hand).
-UPDATE_DOCS = os.environ.get("WORKBENCH_UPDATE_SCREENSHOT") == "1"
+UPDATE_DOCS = os.environ.get("UPDATE_PANEL_SCREENSHOT") == "1"
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -151,6 +151,7 @@ class Browser:
         self.tolerated: tuple[str, tuple[str, ...]] | None = None
         self.refused: list[str] = []
         self.handled: list[str] = []
+        self.local: list[str] = []
         self.errors: list[str] = []
         page.route("**/*", self._route)
         page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
@@ -159,6 +160,7 @@ class Browser:
     def _route(self, route: Any) -> None:
         url: str = route.request.url
         if url.startswith("http://127.0.0.1"):
+            self.local.append(url)
             route.continue_()
             return
         if "/@fortawesome/fontawesome-free@" in url:
@@ -296,6 +298,8 @@ def test_panel_in_jupyterlab_runs_the_processor(project: dict[str, Any], lab: st
         (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "processor_panel.png", ROOT / "docs" / "img" / "processor_panel.png")
     assert (tmp_path / "processor_panel.png").stat().st_size > 10_000
+    # the map's JavaScript came from the jupyter-leaflet lab extension of the installed package
+    assert any("/lab/extensions/jupyter-leaflet/static/" in u for u in browser.local)
     browser.check_clean()
 
 
@@ -305,7 +309,25 @@ def test_panel_as_a_voila_app(project: dict[str, Any], voila: str, browser: Brow
     _wait_panel(page)
     assert page.locator(".cm-editor, .CodeMirror").count() == 0  # a page: no code shown
     _check_validation(page, project)
+    # draw a rectangle with the mouse: the drawn shape becomes the region and fills the bbox fields
+    page.locator(".wb-processor-panel a.leaflet-draw-draw-rectangle").click()
+    box = page.locator(".wb-processor-panel .leaflet-container").bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + 80, y0 + 60, steps=8)
+    page.mouse.up()
+    page.wait_for_function("() => { const v = document.querySelector('.wb-bbox-west input')?.value;"
+                           " return v && !v.startsWith('14.12522'); }", timeout=30_000)
+    west = float(page.locator(".wb-bbox-west input").input_value())
+    east = float(page.locator(".wb-bbox-east input").input_value())
+    south = float(page.locator(".wb-bbox-south input").input_value())
+    north = float(page.locator(".wb-bbox-north input").input_value())
+    assert west < east and south < north
+    page.wait_for_function("() => document.querySelector('.wb-error')?.textContent.trim() === ''",
+                           timeout=30_000)  # a valid region: the message is gone
     page.screenshot(path=str(tmp_path / "voila.png"), full_page=True)
+    assert any("/voila/labextensions/jupyter-leaflet/static/" in u for u in browser.local)
     browser.check_clean()
 
 
