@@ -15,6 +15,7 @@ __all__ = [
     "ClusterError",
     "DataError",
     "FeatureStoreError",
+    "ArgumentError",
 ]
 
 
@@ -48,3 +49,7 @@ class DataError(WorkbenchError, ValueError):
 
 class FeatureStoreError(DataError):
     """A feature-store call got bad input, or the stored state does not allow it."""
+
+
+class ArgumentError(WorkbenchError, TypeError):
+    """A function was called with a keyword it does not take (the message lists the ones it does)."""

@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
+from workbench._args import checked_keywords  # noqa: E402
 from workbench._quiet import quiet_tensorflow  # noqa: E402
 from workbench.errors import DataError  # noqa: E402
 
@@ -191,8 +192,10 @@ class StarCell(layers.Layer):
         self.b_z = self.add_weight(shape=(self.units,), initializer="zeros", name="b_z")
         self.w_x = self.add_weight(shape=(dim, self.units), initializer="glorot_uniform", name="w_x")
         self.w_h = self.add_weight(shape=(self.units, self.units), initializer="orthogonal", name="w_h")
-        # a positive gate bias lets the cell keep its state early in training
-        self.b_k = self.add_weight(shape=(self.units,), initializer="ones", name="b_k")
+        # k is the share of the state that is replaced at each step; a negative gate bias (k ≈ σ(-1) ≈ 0.27 at
+        # the start) keeps most of the state, as the reference implementation does, so that long series
+        # (149 dates) are not forgotten step by step
+        self.b_k = self.add_weight(shape=(self.units,), initializer=keras.initializers.Constant(-1.0), name="b_k")
         super().build(input_shape)
 
     def call(self, inputs: Any, states: Any, training: bool | None = None) -> tuple[Any, list[Any]]:
@@ -279,6 +282,7 @@ class CropRun:
     samples_per_second: float = 0.0
 
 
+@checked_keywords
 def train_crop_models(
     samples: Any,
     *,
@@ -331,6 +335,7 @@ def train_crop_models(
         if name not in MODEL_NAMES:
             raise DataError(f"unknown crop model {name!r}; expected one of {MODEL_NAMES}")
         kwargs = dict(chosen.get(name, {}))
+        keras.utils.set_random_seed(seed)  # before building: the same seed gives the same initial weights
         model = build_model(name, x_train.shape[1], x_train.shape[2], n_classes, scaling=scaling, **kwargs)
         result = two_phase_fit(
             model, x_train, y_train, n_classes=n_classes,
@@ -415,6 +420,7 @@ def register_crop_models(
     return out
 
 
+@checked_keywords
 def grid_search_lstm(
     samples: Any,
     *,
@@ -429,6 +435,7 @@ def grid_search_lstm(
     cluster: Any = None,
     project: Any = None,
     name: str = "crop-lstm-grid",
+    seed: int = 0,
 ) -> Any:
     """Grid search over LSTM layers × cells with the experiments layer (``lagom``, tracked in MLflow).
 
@@ -452,6 +459,8 @@ def grid_search_lstm(
         Project directory or Settings (MLflow store).
     name
         Experiment name.
+    seed
+        Seed of the initial weights and of the shuffling of every trial.
 
     Returns
     -------
@@ -476,12 +485,13 @@ def grid_search_lstm(
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 reporter.broadcast(float((logs or {}).get("val_accuracy", 0.0)), epoch)
 
+        keras.utils.set_random_seed(seed)  # every trial starts from the weights its seed gives
         model = build_lstm(x_train.shape[1], x_train.shape[2], n_classes, n_layers=int(hparams["n_layers"]),
                            units=int(hparams["units"]), scaling=scaling)
         two_phase_fit(model, x_train, y_train, n_classes=n_classes, validation_data=(x_val, y_val),
                       weighted_epochs=weighted_epochs, unweighted_epochs=unweighted_epochs,
                       batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
-                      callbacks=[_Report()])
+                      callbacks=[_Report()], seed=seed)
         report = evaluate(model, x_val, y_val, n_classes=n_classes)
         return {"overall_accuracy": report.overall_accuracy, "median_f1": report.median_f1, "kappa": report.kappa}
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from workbench._args import checked_keywords
 from workbench.errors import DataError
 from workbench.training.metrics import ClassificationReport, classification_report
 
@@ -97,6 +98,17 @@ def _labels_of(data: Any, y: np.ndarray | None) -> np.ndarray:
     raise DataError("labels y are required when x is an array")
 
 
+def _check_finite(x: Any, what: str) -> None:
+    """Refuse NaN/inf inputs: a model's arg-max on NaN is class 0, which would pass for a prediction."""
+    arrays = x.values() if isinstance(x, dict) else [x]
+    for array in arrays:
+        values = np.asarray(array)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).sum())
+            raise DataError(f"{what} holds {bad} NaN/inf value(s); fill or drop them before training or evaluating")
+
+
+@checked_keywords
 def two_phase_fit(
     model: Any,
     x: Any,
@@ -141,7 +153,10 @@ def two_phase_fit(
     verbose
         Keras verbosity.
     seed
-        Seed of Keras' random generators (``None``: leave them alone).
+        Seed of Keras' random generators for shuffling and dropout (``None``: leave them alone). The
+        initial weights come from the seed in force when the model was *built*: call
+        ``keras.utils.set_random_seed`` before building (as :func:`workbench.models.crops.train_crop_models`
+        does) for a run that replays exactly.
 
     Returns
     -------
@@ -162,9 +177,17 @@ def two_phase_fit(
             raise DataError(f"x has {len(x)} samples but y has {None if y is None else len(y)} labels")
         if len(x) == 0:
             raise DataError("the training set is empty")
+    outputs = int(model.output_shape[-1]) if getattr(model, "output_shape", None) else None
+    if outputs is not None and outputs != n_classes:
+        raise DataError(f"n_classes is {n_classes} but the model has {outputs} outputs; build it for {n_classes} "
+                        f"classes or pass n_classes={outputs}")
+    if not is_dataset:
+        _check_finite(x, "x")
     if seed is not None:
-        keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(seed)  # shuffling and dropout; seed before building for the same weights
     labels = _labels_of(x, y)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"labels must be in 0..{n_classes - 1}; got {int(labels.min())}..{int(labels.max())}")
     weights = class_weight if class_weight is not None else class_weights(labels, n_classes)
     compile_classifier(model, learning_rate=learning_rate, weight_decay=weight_decay)
     fit_kwargs: dict[str, Any] = {"validation_data": validation_data, "callbacks": list(callbacks), "verbose": verbose}
@@ -194,6 +217,7 @@ def predict_labels(model: Any, x: Any, *, batch_size: int = 1024) -> np.ndarray:
     return np.asarray(probs).argmax(axis=-1).astype(np.int32)
 
 
+@checked_keywords
 def evaluate(
     model: Any, x: Any, y: np.ndarray, *, n_classes: int, class_names: Sequence[str] = (), batch_size: int = 1024
 ) -> ClassificationReport:
@@ -201,5 +225,7 @@ def evaluate(
     y = np.asarray(y)
     if _n_samples(x) is not None and _n_samples(x) != len(y):
         raise DataError(f"x has {_n_samples(x)} samples but y has {len(y)} labels")
+    if not hasattr(x, "element_spec"):
+        _check_finite(x, "x")
     return classification_report(y, predict_labels(model, x, batch_size=batch_size),
                                  n_classes=n_classes, class_names=class_names)
