@@ -10,25 +10,25 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import datetime as dt  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.servers.processes import (  # noqa: E402
+from tests.servers.panel import panel_project
+from tests.servers.processes import (
     SEAICE_DATES,
-    build_project,
     free_port,
     inner_bbox,
     project_env,
     start_server,
     stop_server,
 )
-from workbench.errors import DataError  # noqa: E402
-from workbench.processors import InputError, validate_inputs  # noqa: E402
-from workbench.ui.state import (  # noqa: E402
+from workbench.processors import InputError, validate_inputs
+from workbench.ui.state import (
     LATEST,
     JobRow,
     PanelState,
@@ -244,19 +244,11 @@ def test_panel_refuses_bad_construction_arguments(empty_project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from workbench.samples.sarsen_assets import find_grd_safe
-
-    try:
-        find_grd_safe()
-    except DataError as exc:
-        pytest.skip(str(exc))
-    root = tmp_path_factory.mktemp("panel")
+    info = panel_project(tmp_path_factory)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WORKBENCH_PROJECT_DIR", str(root))
+        mp.setenv("WORKBENCH_PROJECT_DIR", str(info["root"]))
         mp.setenv("WORKBENCH_DASK_WORKERS", "1")
-        mp.chdir(root)
-        info = build_project(root)
-        info["root"] = root
+        mp.chdir(info["root"])
         yield info
 
 
@@ -386,3 +378,41 @@ def test_panel_over_the_ogc_api(project: dict[str, Any], api: dict[str, str]) ->
     assert row is not None and row.status == "successful", (row, panel.error_message())
     assert any(isinstance(layer, ipyleaflet.ImageOverlay) for layer in panel.map.layers)
     assert re.search(rf"wb-job-successful' data-job='{job_id}'", panel.jobs_table.value)
+
+
+# --- the notebook, executed with papermill ------------------------------------------------------------
+
+
+def _execute_panel_notebook(project: dict[str, Any], tmp_path: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    import papermill
+
+    out = tmp_path / "08_processor_panel.ipynb"
+    papermill.execute_notebook(str(Path(__file__).resolve().parents[1] / "notebooks" / "08_processor_panel.ipynb"),
+                               str(out), parameters=parameters, kernel_name="workbench", cwd=str(project["root"]),
+                               progress_bar=False)
+    return json.loads(out.read_text())
+
+
+def test_panel_notebook_runs_with_papermill(project: dict[str, Any], tmp_path: Path) -> None:
+    bbox = inner_bbox(project["scene_bbox"], 0.6)
+    nb = _execute_panel_notebook(project, tmp_path, {"region": bbox, "model_version": "champion"})
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    # the widget state saved with the notebook: the region in the bbox fields, the scene found
+    state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    texts = {tuple(m["state"].get("_dom_classes", ())): m["state"].get("value") for m in state.values()}
+    assert float(texts[("wb-bbox-west",)]) == pytest.approx(bbox[0])
+    assert float(texts[("wb-bbox-north",)]) == pytest.approx(bbox[3])
+    assert "1 scene of sentinel-1-grd" in texts[("wb-scenes",)]
+    assert texts[("wb-version",)] == "champion" and texts[("wb-model",)] == "seaice_tiny"
+    assert texts[("wb-error",)] == ""
+
+
+def test_panel_notebook_refuses_a_bad_parameter(project: dict[str, Any], tmp_path: Path) -> None:
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="no processor 'sea_ice'"):
+        _execute_panel_notebook(project, tmp_path, {"processor": "sea_ice"})

@@ -18,20 +18,21 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import json  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.browser import CHROMIUM_ARGS, _offline_route, chromium_path  # noqa: E402
-from tests.servers.processes import build_project, free_port, inner_bbox, project_env, stop_server  # noqa: E402
-from workbench.errors import DataError  # noqa: E402
-from workbench.processors import InputError, validate_inputs  # noqa: E402
+from tests.browser import CHROMIUM_ARGS, LEAFLET_DIR, _offline_route, chromium_path
+from tests.servers.panel import panel_project
+from tests.servers.processes import free_port, inner_bbox, project_env, stop_server
+from workbench.processors import InputError, validate_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "08_processor_panel.ipynb"
@@ -64,25 +65,19 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """A project with the sample scene and ``seaice_tiny``, the panel notebook, Jupyter dirs of its own."""
     from jupyter_client.kernelspec import find_kernel_specs
 
-    from workbench.samples.sarsen_assets import find_grd_safe
-
     chromium_path()
+    for asset in (LEAFLET_DIR / "leaflet.js", FONTAWESOME_DIR / "css" / "all.min.css"):
+        if not asset.is_file():
+            pytest.skip(f"{asset} is missing (make web-assets)")
     if "workbench" not in find_kernel_specs():
         pytest.skip("the workbench kernel is not installed (make install)")
-    try:
-        find_grd_safe()
-    except DataError as exc:
-        pytest.skip(str(exc))
-    root = tmp_path_factory.mktemp("panel-browser")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WORKBENCH_PROJECT_DIR", str(root))
-        mp.chdir(root)
-        info = build_project(root)
-    (root / "notebooks").mkdir()
+    info = panel_project(tmp_path_factory)
+    root = info["root"]
+    (root / "notebooks").mkdir(exist_ok=True)
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, root / "notebooks" / NOTEBOOK)
     jupyter = root / ".jupyter-test"
     settings = jupyter / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
+    settings.mkdir(parents=True, exist_ok=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     env = project_env(root, JUPYTER_CONFIG_DIR=str(jupyter / "config"), JUPYTER_DATA_DIR=str(jupyter / "data"),
                       JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"), IPYTHONDIR=str(jupyter / "ipython"),
@@ -106,7 +101,8 @@ def lab(project: dict[str, Any]) -> Iterator[str]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     env = {**project["env"], "OPEN_PROCESSOR_PANEL": "1"}
-    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    with open(log, "ab") as out:  # the server keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/api/status?token={TOKEN}", proc, log)
@@ -124,7 +120,8 @@ def voila(project: dict[str, Any]) -> Iterator[str]:
     assert "voila notebooks/08_processor_panel.ipynb --no-browser --Voila.ip=127.0.0.1" in makefile
     cmd = [str(BIN / "voila"), f"notebooks/{NOTEBOOK}", "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
            "--Voila.port_retries=0"]
-    proc = subprocess.Popen(cmd, env=project["env"], cwd=root, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=project["env"], cwd=root, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/voila/static/", proc, log)
@@ -166,8 +163,6 @@ class Browser:
         if "/@fortawesome/fontawesome-free@" in url:
             rest = url.split("/@fortawesome/fontawesome-free@", 1)[1].split("?")[0].split("#")[0]
             local = FONTAWESOME_DIR / rest.split("/", 1)[-1]
-            if not FONTAWESOME_DIR.is_dir():
-                pytest.skip(f"{FONTAWESOME_DIR} is missing (make web-assets)")
             if local.is_file() and FONTAWESOME_DIR in local.resolve().parents:
                 self.handled.append(url)
                 route.fulfill(path=str(local))
@@ -278,8 +273,12 @@ def test_panel_in_jupyterlab_runs_the_processor(project: dict[str, Any], lab: st
     page.locator(".wb-processor select").select_option(label="Sea-ice chart from Sentinel-1")
     overlays_before = page.locator(".wb-processor-panel .leaflet-overlay-pane path").count()
     page.locator("button.wb-run").click()
-    page.wait_for_selector(".wb-jobs tr.wb-job-successful, .wb-jobs tr.wb-job-failed", timeout=240_000)
-    status = page.locator(".wb-jobs tr.wb-job .wb-job-status").first.inner_text()
+    page.wait_for_function(  # the run ended: its product is on the map, or its error is shown
+        "() => { const t = document.querySelector('.wb-progress-message')?.textContent ?? '';"
+        " const shown = document.querySelector('.wb-processor-panel img.leaflet-image-layer');"
+        " const error = document.querySelector('.wb-error')?.textContent.trim();"
+        " return (t.startsWith('successful') && shown) || (t.startsWith('failed') && error); }", timeout=240_000)
+    status = page.locator(".wb-jobs tr.wb-job .wb-job-status").first.inner_text()  # newest first
     assert status == "successful", page.locator(".wb-error").inner_text()
     page.wait_for_selector(".wb-processor-panel .leaflet-overlay-pane img.leaflet-image-layer", state="attached",
                            timeout=60_000)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ProcessorPanel", "PanelState", "footprint_map"]
+__all__ = ["PanelState", "ProcessorPanel", "footprint_map"]
 
 _WHERE = {"ProcessorPanel": "workbench.ui.panel", "PanelState": "workbench.ui.state",
           "footprint_map": "workbench.ui.maps"}

@@ -11,13 +11,14 @@ Both backends offer the same four calls — ``processors()``, ``submit()``,
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from workbench.errors import WorkbenchError
 from workbench.ui.state import JobRow
 
-__all__ = ["ProcessorInfo", "PanelBackend", "LocalBackend", "ApiBackend", "ApiError"]
+__all__ = ["ApiBackend", "ApiError", "LocalBackend", "PanelBackend", "ProcessorInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class ApiError(WorkbenchError):
         The input the server names as bad, if any.
     """
 
-    def __init__(self, status: int, detail: str, *, input: str | None = None) -> None:  # noqa: A002
+    def __init__(self, status: int, detail: str, *, input: str | None = None) -> None:
         self.status = status
         self.detail = detail
         self.input = input

@@ -19,8 +19,9 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.processors.base import InputError

@@ -19,28 +19,29 @@ import dataclasses
 import datetime as dt
 import html
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from workbench.processors.base import InputError, ProcessorInputs, validate_inputs
 
 __all__ = [
-    "PanelState",
-    "JobRow",
     "LATEST",
-    "region_from_draw",
-    "region_from_bbox_fields",
-    "region_bbox",
-    "region_geojson",
+    "JobRow",
+    "PanelState",
     "bbox_fields",
-    "parse_version",
-    "version_choices",
     "default_model",
-    "legend_of",
-    "png_data_url",
-    "style_of_class",
-    "jobs_table_html",
     "graticule",
+    "jobs_table_html",
+    "legend_of",
+    "parse_version",
+    "png_data_url",
+    "region_bbox",
+    "region_from_bbox_fields",
+    "region_from_draw",
+    "region_geojson",
+    "style_of_class",
+    "version_choices",
     "view_of_bbox",
 ]
 
@@ -139,7 +140,7 @@ class PanelState:
             return exc
         return None
 
-    def replace(self, **changes: Any) -> "PanelState":
+    def replace(self, **changes: Any) -> PanelState:
         """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
@@ -333,7 +334,7 @@ class JobRow:
         return self.status in ("successful", "failed", "dismissed")
 
     @classmethod
-    def from_job(cls, job: Any) -> "JobRow":
+    def from_job(cls, job: Any) -> JobRow:
         """From a :class:`workbench.processors.jobs.Job`."""
         error = None
         if job.error:
@@ -342,7 +343,7 @@ class JobRow:
                    message=job.message or "", created=job.created or "", product=job.product, error=error)
 
     @classmethod
-    def from_status_info(cls, info: Mapping[str, Any], product: Mapping[str, Any] | None = None) -> "JobRow":
+    def from_status_info(cls, info: Mapping[str, Any], product: Mapping[str, Any] | None = None) -> JobRow:
         """From an OGC API – Processes ``statusInfo`` document (``GET /jobs/{id}``)."""
         exc = info.get("exception")
         error = None
