@@ -43,7 +43,7 @@ from typing import Any, Mapping
 import yaml
 
 from workbench.errors import PipelineError
-from workbench.storage import write_bytes
+from workbench.storage import file_lock, write_bytes
 
 __all__ = [
     "Stage",
@@ -377,7 +377,7 @@ def record_usage(kind: str, entry: Mapping[str, Any]) -> None:
         return
     target = Path(run_dir) / "used" / f"{stage}.json"
     try:
-        with _file_lock(target.with_suffix(".lock")):
+        with file_lock(target.with_suffix(".lock")):
             existing = json.loads(target.read_text()) if target.exists() else {}
             items = existing.setdefault(kind, [])
             value = json.loads(json.dumps(dict(entry), default=str))
@@ -386,19 +386,6 @@ def record_usage(kind: str, entry: Mapping[str, Any]) -> None:
             write_bytes(target, json.dumps(existing, indent=1).encode())
     except (OSError, ValueError) as exc:
         log.warning("could not note the %s used by stage %s: %s", kind, stage, exc)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Any:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _pid_alive(pid: int) -> bool:

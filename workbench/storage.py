@@ -59,6 +59,7 @@ __all__ = [
     "listdir",
     "remove",
     "cleanup_debris",
+    "file_lock",
     "is_debris",
     "MULTIPART_CHUNK",
     "write_zarr",
@@ -79,6 +80,21 @@ _DEBRIS_SUFFIXES = (".tmp", ".old")
 def is_debris(name: str) -> bool:
     """Whether an entry name is a temporary of an unfinished or failed atomic write (hidden)."""
     return name.startswith(".") and name.endswith(_DEBRIS_SUFFIXES)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on a local lock file for the block; parents are created."""
+    import fcntl
+
+    lock_path = Path(path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_remote(url: str | os.PathLike[str]) -> bool:

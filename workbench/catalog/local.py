@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import shutil
 import uuid
@@ -16,6 +15,7 @@ import shapely.geometry
 
 from workbench.catalog.query import CatalogQuery, normalize_item
 from workbench.errors import CatalogError
+from workbench.storage import file_lock
 
 __all__ = ["add_items", "collections", "search_local"]
 
@@ -25,14 +25,8 @@ _SPATIAL_ANY = pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]])
 @contextlib.contextmanager
 def _locked(catalog_path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the catalogue so that two writers never interleave."""
-    catalog_path.parent.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = catalog_path.parent.with_name(catalog_path.parent.name + ".lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(catalog_path.parent.with_name(catalog_path.parent.name + ".lock")):
+        yield
 
 
 def _read(catalog_path: Path) -> pystac.Catalog:
