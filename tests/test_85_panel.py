@@ -20,6 +20,7 @@ import pytest
 
 from tests.servers.panel import panel_project
 from tests.servers.processes import (
+    CROP_DATES,
     SEAICE_DATES,
     free_port,
     inner_bbox,
@@ -308,6 +309,24 @@ def test_panel_runs_the_sea_ice_chart_and_shows_the_product(project: dict[str, A
     # a second product replaces the first on the map
     panel.show_product(row.product)
     assert sum(isinstance(layer, ipyleaflet.ImageOverlay) for layer in panel.map.layers) == 1
+
+
+def test_panel_runs_the_crop_type_map(project: dict[str, Any], manager: Any) -> None:
+    import ipyleaflet
+
+    from workbench.ui import ProcessorPanel
+    from workbench.ui.backends import LocalBackend
+
+    panel = ProcessorPanel(backend=LocalBackend(manager), processor="crop_type_map", start=CROP_DATES[0],
+                           end=CROP_DATES[1], region=inner_bbox(project["tile_bbox"], 0.8), poll_interval=0.2)
+    assert panel.model_select.value == "crop_tiny"
+    assert panel.footprint_layer.data["features"], panel.scenes_label.value  # the Sentinel-2 items of the tile
+    assert "sentinel-2-l2a" in panel.scenes_label.value
+    job_id = panel.run()
+    row = panel.wait(240)
+    assert job_id and row is not None and row.status == "successful", (row, panel.error_message())
+    assert any(isinstance(layer, ipyleaflet.ImageOverlay) for layer in panel.map.layers)
+    assert set(panel.legend.legend) == set(row.product["class_names"]) and len(panel.legend.legend) > 2
 
 
 def test_a_job_that_fails_shows_its_error_and_a_failed_row(project: dict[str, Any], manager: Any) -> None:
