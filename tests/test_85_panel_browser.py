@@ -163,7 +163,7 @@ class Browser:
         if "/@fortawesome/fontawesome-free@" in url:
             rest = url.split("/@fortawesome/fontawesome-free@", 1)[1].split("?")[0].split("#")[0]
             local = FONTAWESOME_DIR / rest.split("/", 1)[-1]
-            if local.is_file() and FONTAWESOME_DIR in local.resolve().parents:
+            if local.is_file() and FONTAWESOME_DIR.resolve() in local.resolve().parents:
                 self.handled.append(url)
                 route.fulfill(path=str(local))
                 return
