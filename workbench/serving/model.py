@@ -266,7 +266,12 @@ class ServedModel:
                 return self._keras
             started = time.perf_counter()
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            for module in (*DEFAULT_IMPORTS, *self.imports):
+            for module in DEFAULT_IMPORTS:  # best effort: a model without their layers loads without them
+                try:
+                    importlib.import_module(module)
+                except ImportError as exc:
+                    log.warning("cannot import %s (its custom layers will be unknown): %s", module, exc)
+            for module in self.imports:
                 try:
                     importlib.import_module(module)
                 except ImportError as exc:
