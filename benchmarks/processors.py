@@ -101,7 +101,9 @@ def main() -> None:
     from workbench.processors.models import registry_lookup, resolve_model
     from workbench.processors.products import publish_product
     from workbench.samples.sentinel1 import ensure_sample_scene
-    from workbench.sentinel1 import apply_land_mask, classify_scene, preprocess
+    from workbench.sentinel1.classify import classify_scene
+    from workbench.sentinel1.landmask import apply_land_mask
+    from workbench.sentinel1.preprocess import preprocess
     from workbench.serving.auth import AuthStore
     from workbench.serving.repository import ServingConfig, ServingStore
     from workbench.storage import read_geoparquet

@@ -337,24 +337,28 @@ def test_cli_lists_describes_and_executes(project: dict[str, Any], capsys: pytes
     assert Path(product["cog"]).is_file() and product["source_items"] == ["s1-sample-0"]
 
 
-def test_run_processor_notebook_remote_and_a_bad_parameter(serving: dict[str, str], project: dict[str, Any],
-                                                           seaice_embedded: Any) -> None:
-    """notebooks/08_run_processor.ipynb through papermill: the remote run from parameters, key read from a file."""
+def test_run_processor_notebook_remote_and_a_bad_parameter(project: dict[str, Any], seaice_embedded: Any) -> None:
+    """notebooks/08_run_processor.ipynb through papermill: a remote run from parameters with the model server the
+    notebook starts itself (as the demo chain does), then a bad parameter."""
+    import re
+
     import papermill
 
     notebook = Path(__file__).resolve().parents[1] / "notebooks" / "08_run_processor.ipynb"
     root = project["root"]
-    key_file = root / "serving.key"
-    key_file.write_text(serving["key"])
     params = {"processor": "sea_ice_chart", "bbox": inner_bbox(project["scene_bbox"], 0.6), "start": SEAICE_DATES[0],
-              "end": SEAICE_DATES[1], "model": "seaice_tiny", "version": "1", "mode": "remote",
-              "serving_url": serving["url"], "api_key_file": str(key_file), "out_dir": str(root / "nb-out")}
+              "end": SEAICE_DATES[1], "model": "seaice_tiny", "version": "1", "mode": "remote", "start_server": True,
+              "options": {"serving_name": "seaice_notebook"}, "out_dir": str(root / "nb-out")}
     out = root / "run_processor.ipynb"
     papermill.execute_notebook(str(notebook), str(out), parameters=params, kernel_name="workbench", cwd=str(root),
                                progress_bar=False)
-    assert serving["key"] not in out.read_text()
+    assert not re.search(r"wb_[A-Za-z0-9]+_[A-Za-z0-9]{12,}", out.read_text()), "no API key in the notebook"
     products = list((root / "nb-out").glob("*/*.tif"))
     assert len(products) == 1 and np.array_equal(_pixels(str(products[0])), _pixels(seaice_embedded[0].cog))
+    item = json.loads(next((root / "nb-out").glob("*/*_item.json")).read_text())
+    assert item["properties"]["workbench:model"]["mode"] == "remote"
+    assert item["properties"]["workbench:model"]["serving_name"] == "seaice_notebook"
     with pytest.raises(papermill.PapermillExecutionError, match="input 'region'"):
         papermill.execute_notebook(str(notebook), str(root / "bad.ipynb"), kernel_name="workbench", cwd=str(root),
-                                   parameters={**params, "bbox": [14.2, 41.7, 14.1, 41.8]}, progress_bar=False)
+                                   parameters={**params, "mode": "embedded", "bbox": [14.2, 41.7, 14.1, 41.8]},
+                                   progress_bar=False)

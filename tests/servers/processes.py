@@ -48,7 +48,7 @@ def build_project(project: Path, *, scene_size: int = 512, tile_size: int = 32) 
     from workbench.models.crops import build_lstm
     from workbench.samples.sentinel1 import ensure_sample_scene
     from workbench.samples.sentinel2 import CROP_CLASSES, generate_sentinel2_samples
-    from workbench.sentinel1 import preprocess
+    from workbench.sentinel1.preprocess import preprocess
     from workbench.storage import read_geoparquet
     from workbench.training.seaice import TrainConfig, fit, register_model
 

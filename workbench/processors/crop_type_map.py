@@ -95,6 +95,7 @@ def _tile_map(comp: Any, spec: Any, inputs: ProcessorInputs, *, client: Any, pro
 
     import rioxarray  # noqa: F401
     from workbench.processors._compute import compute_blocks
+    from workbench.processors.models import warm_workers
 
     refl = comp["reflectance"]
     if tuple(refl.dims) != ("month", "band", "y", "x"):
@@ -121,6 +122,7 @@ def _tile_map(comp: Any, spec: Any, inputs: ProcessorInputs, *, client: Any, pro
     token = f"crop-classify-{tile}-{uuid.uuid4().hex[:8]}"
     lab = data.map_blocks(classify_pixels, spec=spec, batch_size=inputs.options["batch_size"], dtype=np.uint8,
                           chunks=((1,), (1,)) + data.chunks[2:], name=token)
+    warm_workers(spec, client=client)
     labels = compute_blocks(lab, client=client, progress=progress, message=f"classify tile {tile}")[0, 0]
     out = xr.DataArray(labels, dims=("y", "x"), coords={"y": sub["y"].values, "x": sub["x"].values}, name="crop")
     return out.rio.write_crs(crs).rio.write_nodata(NODATA)
@@ -139,7 +141,7 @@ def run(inputs: ProcessorInputs, *, out_dir: Path, progress: ProgressCallback | 
     from workbench.processors.models import resolve_model
     from workbench.samples.sentinel2 import find_sample_parcels
     from workbench.sentinel1.classify import polygonise
-    from workbench.sentinel2 import composite_tile
+    from workbench.sentinel2.tiles import composite_tile
     from workbench.sentinel2.load import group_by_tile
 
     opts = inputs.options

@@ -24,7 +24,7 @@ import numpy as np
 from workbench.errors import DataError
 from workbench.processors.base import InputError, ModelRef
 
-__all__ = ["ModelSpec", "RemotePredictor", "resolve_model", "registry_lookup", "predictor"]
+__all__ = ["ModelSpec", "RemotePredictor", "resolve_model", "registry_lookup", "predictor", "warm_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +238,30 @@ def predictor(spec: ModelSpec) -> Any:
             model = registry.load(spec.path).model
         _cache[key] = model
         return model
+
+
+def _load_on_worker(spec: ModelSpec, imports: tuple[str, ...]) -> bool:
+    import importlib
+
+    for name in imports:
+        importlib.import_module(name)
+    model = predictor(spec)
+    if spec.mode == "embedded" and not _cache.get(("warm", id(model))):
+        # trace the prediction function for two batch sizes: Keras then relaxes the batch dimension,
+        # and no real batch pays the tracing
+        for n in (2, 3):
+            model.predict_on_batch(np.zeros((n, *spec.input_shape), dtype=np.float32))
+        _cache[("warm", id(model))] = True
+    return True
+
+
+def warm_workers(spec: ModelSpec, *, client: Any, imports: tuple[str, ...] = ()) -> None:
+    """Build the predictor of ``spec`` (and import ``imports``) on every worker of ``client``.
+
+    Once per worker process — later calls are one short task per worker — so that no chunk
+    waits for a model to load, or a library to import, on the worker it lands on.
+    """
+    workers = list(client.scheduler_info().get("workers", {}))
+    futures = [client.submit(_load_on_worker, spec, tuple(imports), workers=[w], allow_other_workers=False,
+                             pure=False) for w in workers]
+    client.gather(futures)

@@ -73,23 +73,21 @@ OPTIONS_SCHEMA: dict[str, Any] = {
 class BlockTask:
     """One block of a scene's classification, self-contained for a Dask worker.
 
-    The block covers cube rows ``y0:y1`` and columns ``x0:x1`` of the region's cut
-    ``crop`` (``(row0, row1, col0, col1)`` of the scene's cube); the worker preprocesses the
-    full-resolution window under the block, its patch margin (clipped to the cut, the rest
-    padded with the edge values as ``map_overlap``'s ``nearest`` boundary does) and the
-    boxcar's margin (clipped to the scene), so a block needs no other block's data.
+    The block covers cube rows ``y0:y1`` and columns ``x0:x1`` of the region's cut. ``cube``
+    is the pickled lazy cube (:func:`workbench.sentinel1.preprocess`, built in the driver with the
+    scene's parsed metadata) of the full-resolution window under the block, its patch margin
+    (clipped to the cut; ``pads`` rows/columns are added with the edge values, as
+    ``map_overlap``'s ``nearest`` boundary does) and the boxcar's margin (clipped to the scene;
+    dropped again through ``inner``), so a block needs no other block's data.
     """
 
-    safe: str
-    scene_window: tuple[int, int, int, int]
-    scene_shape: tuple[int, int]
-    crop: tuple[int, int, int, int]
+    cube: bytes
+    inner: tuple[int, int, int, int]
+    pads: tuple[int, int, int, int]
     y0: int
     y1: int
     x0: int
     x1: int
-    multilook: int
-    boxcar: int
     patch: int
     stride: int
     batch_size: int
@@ -102,44 +100,58 @@ def _span(lo: int, hi: int, margin: int, lim_lo: int, lim_hi: int) -> tuple[int,
     return a, b, a - (lo - margin), (hi + margin) - b
 
 
+def _block_task(item: Any, cube: Any, cut: tuple[int, int, int, int], y0: int, y1: int, x0: int, x1: int, *,
+                opts: dict[str, Any], patch: int, stride: int, fill: np.ndarray) -> BlockTask:
+    """The :class:`BlockTask` of block ``y0:y1, x0:x1`` of the cut ``cut`` of a scene's ``cube``."""
+    import cloudpickle
+
+    from workbench.sentinel1.preprocess import preprocess
+
+    margin = (patch - stride) // 2
+    r0, r1, c0, c1 = cut
+    ya, yb, pad_top, pad_bottom = _span(r0 + y0, r0 + y1, margin, r0, r1)
+    xa, xb, pad_left, pad_right = _span(c0 + x0, c0 + x1, margin, c0, c1)
+    half = opts["boxcar"] // 2
+    pa, pb, _, _ = _span(ya, yb, half, 0, cube.sizes["y"])
+    qa, qb, _, _ = _span(xa, xb, half, 0, cube.sizes["x"])
+    row, col = (int(v) for v in cube.attrs["window"][:2])
+    ml = opts["multilook"]
+    window = (row + pa * ml, col + qa * ml, (pb - pa) * ml, (qb - qa) * ml)
+    lazy = preprocess(item.assets["safe"].href, window=window, multilook=ml, boxcar_size=opts["boxcar"],
+                      chunk=max(pb - pa, qb - qa))
+    return BlockTask(cube=cloudpickle.dumps(lazy), inner=(ya - pa, yb - pa, xa - qa, xb - qa),
+                     pads=(pad_top, pad_bottom, pad_left, pad_right), y0=y0, y1=y1, x0=x0, x1=x1, patch=patch,
+                     stride=stride, batch_size=opts["batch_size"], fill=tuple(float(v) for v in fill))
+
+
 def classify_block(task: BlockTask, spec: Any, land: Any, region: Any) -> np.ndarray:
     """Labels ``(y1 - y0, x1 - x0)`` of one block, computed on a worker (embedded or remote model)."""
+    import pickle
+
     import dask
     import shapely
 
     from workbench.processors.models import predictor
-    from workbench.sentinel1 import preprocess
     from workbench.sentinel1.classify import classify_array
     from workbench.sentinel1.landmask import rasterize_on_swath
 
-    margin = (task.patch - task.stride) // 2
-    r0, r1, c0, c1 = task.crop
-    # rows/cols with the patch margin, within the region's cut
-    ya, yb, pad_top, pad_bottom = _span(r0 + task.y0, r0 + task.y1, margin, r0, r1)
-    xa, xb, pad_left, pad_right = _span(c0 + task.x0, c0 + task.x1, margin, c0, c1)
-    # plus the boxcar margin, within the scene
-    half = task.boxcar // 2
-    pa, pb, _, _ = _span(ya, yb, half, 0, task.scene_shape[0])
-    qa, qb, _, _ = _span(xa, xb, half, 0, task.scene_shape[1])
-    row, col, _, _ = task.scene_window
-    ml = task.multilook
-    window = (row + pa * ml, col + qa * ml, (pb - pa) * ml, (qb - qa) * ml)
     with dask.config.set(scheduler="synchronous"):
-        cube = preprocess(task.safe, window=window, multilook=ml, boxcar_size=task.boxcar,
-                          chunk=max(pb - pa, qb - qa)).compute()
-    sl = (slice(ya - pa, yb - pa), slice(xa - qa, xb - qa))
-    sar = np.asarray(cube["sar"].values, dtype=np.float32)[sl]
-    lat = np.asarray(cube["latitude"].values, dtype=np.float64)[sl]
-    lon = np.asarray(cube["longitude"].values, dtype=np.float64)[sl]
+        cube = pickle.loads(task.cube).compute()
+    i0, i1, j0, j1 = task.inner
+    sar = np.asarray(cube["sar"].values, dtype=np.float32)[i0:i1, j0:j1]
+    lat = np.asarray(cube["latitude"].values, dtype=np.float64)[i0:i1, j0:j1]
+    lon = np.asarray(cube["longitude"].values, dtype=np.float64)[i0:i1, j0:j1]
     is_db = np.array([str(b).endswith("_db") for b in cube["band"].values])
     if land is not None and len(land):
         on_land = rasterize_on_swath(lat, lon, land, fill=0) == 1
         sar[on_land[:, :, None] & is_db[None, None, :]] = np.nan
     sar[~shapely.contains_xy(region, lon, lat)] = np.nan
-    if pad_top or pad_bottom or pad_left or pad_right:
-        sar = np.pad(sar, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="edge")
-    labels, _ = classify_array(sar, predictor(spec), patch=task.patch, stride=task.stride, margin=margin,
-                               batch_size=task.batch_size, fill=np.asarray(task.fill, dtype=np.float32))
+    top, bottom, left, right = task.pads
+    if top or bottom or left or right:
+        sar = np.pad(sar, ((top, bottom), (left, right), (0, 0)), mode="edge")
+    labels, _ = classify_array(sar, predictor(spec), patch=task.patch, stride=task.stride,
+                               margin=(task.patch - task.stride) // 2, batch_size=task.batch_size,
+                               fill=np.asarray(task.fill, dtype=np.float32))
     return labels
 
 
@@ -147,7 +159,7 @@ def _scene_cube(item: Any, opts: dict[str, Any]) -> tuple[Any, np.ndarray, np.nd
     """The scene's (lazy) cube and its geolocation grid (numpy: small, read by the cut and the geocoding)."""
     import dask
 
-    from workbench.sentinel1 import preprocess
+    from workbench.sentinel1.preprocess import preprocess
 
     window = item.properties.get("workbench:window")
     cube = preprocess(item.assets["safe"].href, window=tuple(window) if window else None,
@@ -208,6 +220,7 @@ def _labels(item: Any, cube: Any, cut: tuple[int, int, int, int], spec: Any, inp
             client: Any, progress: ProgressCallback) -> np.ndarray:
     from workbench.errors import DataError
     from workbench.processors._compute import gather_tasks
+    from workbench.processors.models import warm_workers
 
     opts = inputs.options
     patch, n_bands = int(spec.input_shape[0]), int(spec.input_shape[2])
@@ -221,16 +234,13 @@ def _labels(item: Any, cube: Any, cut: tuple[int, int, int, int], spec: Any, inp
     if fill.shape != (n_bands,):
         raise DataError(f"the model's standardisation has {fill.size} values for {n_bands} bands")
     r0, r1, c0, c1 = cut
-    win = cube.attrs["window"]
     land = _land(item, opts)
-    common = dict(safe=str(item.assets["safe"].href), scene_window=tuple(int(v) for v in win),
-                  scene_shape=(cube.sizes["y"], cube.sizes["x"]), crop=cut, multilook=opts["multilook"],
-                  boxcar=opts["boxcar"], patch=patch, stride=stride, batch_size=opts["batch_size"],
-                  fill=tuple(float(v) for v in fill))
-    tasks = [BlockTask(y0=y, y1=min(y + chunk, r1 - r0), x0=x, x1=min(x + chunk, c1 - c0), **common)
+    tasks = [_block_task(item, cube, cut, y, min(y + chunk, r1 - r0), x, min(x + chunk, c1 - c0), opts=opts,
+                         patch=patch, stride=stride, fill=fill)
              for y in range(0, r1 - r0, chunk) for x in range(0, c1 - c0, chunk)]
-    spec_f, land_f, region_f = client.scatter([spec, land, inputs.region], broadcast=True)
-    futures = [client.submit(classify_block, t, spec_f, land_f, region_f, pure=False,
+    warm_workers(spec, client=client, imports=("workbench.sentinel1.preprocess", "workbench.sentinel1.classify",
+                                               "workbench.sentinel1.landmask", "rasterio"))
+    futures = [client.submit(classify_block, t, spec, land, inputs.region, pure=False,
                              key=f"seaice-block-{item.id}-{t.y0}-{t.x0}-{uuid.uuid4().hex[:8]}") for t in tasks]
     results = gather_tasks(futures, client=client, progress=progress, message=f"classify {item.id}")
     labels = np.empty((r1 - r0, c1 - c0), dtype=np.uint8)
