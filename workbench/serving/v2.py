@@ -254,7 +254,10 @@ def make_router(plane: DataPlane) -> APIRouter:
         plane.principal(request.headers, name)
         live_s = plane.repository.live.get(name)
         ok = live_s is not None and (version is None or str(live_s.model.version) == version)
-        return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+        if ok:
+            return {"name": name, "ready": True}
+        return JSONResponse({"name": name, "ready": False, "error": f"serving {name!r} is not ready"
+                             + (f" with version {version}" if version else "")}, status_code=503)
 
     async def infer(request: Request, body: InferenceRequest, name: str,
                     version: str | None = None) -> InferenceResponse:
