@@ -238,3 +238,48 @@ def test_invalid_wkt_constant_is_a_400_naming_the_literal(server: EndpointServer
     # a valid constant still answers, and a malformed literal in the data stays an unbound binding
     good = bad.replace("POLYGON((0 0, 1 1", "POLYGON((0 0, 1 0, 1 1, 0 0))")
     assert httpx.get(server.url, params={"query": good}, timeout=30).status_code == 200
+
+
+def test_unknown_geof_function_is_a_400_naming_it(server: EndpointServer) -> None:
+    """Issue 14: a function the store does not implement is the client's error, named, not a 500."""
+    import httpx
+
+    q = PFX + "SELECT ?g (geof:minX(?w) AS ?x) WHERE { ?g geo:asWKT ?w }"
+    response = httpx.get(server.url, params={"query": q}, timeout=30)
+    assert response.status_code == 400
+    assert "geof:minX" in response.text and "not implemented" in response.text and "sfWithin" in response.text
+
+
+def test_update_without_key_is_refused_before_its_body_is_read(server: EndpointServer) -> None:
+    """Issue 14: no key, no upload; and any body over the limit is 413 before it is read."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(server.url)
+    # 60 MB (under the 64 MiB limit) without a key: 401 at once; 400 MB with the key: 413 at once
+    for headers, length, status in ((b"", b"60000000", b"401"), (b"Authorization: Bearer secret\r\n", b"400000000", b"413")):
+        with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+            sock.sendall(b"POST /sparql HTTP/1.1\r\nHost: x\r\nContent-Type: application/sparql-update\r\n" + headers
+                         + b"Content-Length: " + length + b"\r\n\r\n" + b"INSERT DATA { }")  # 15 bytes sent
+            answer = sock.recv(4096)
+        assert answer.split(b" ")[1] == status, answer[:200]
+
+
+def test_many_concurrent_clients_wait_instead_of_503(server: EndpointServer) -> None:
+    """Issue 14: 20 clients × 10 cheap queries against 4 workers: every request answered (a bounded wait queue)."""
+    import asyncio
+
+    import httpx
+
+    q = PFX + "SELECT ?g WHERE { ?g geo:asWKT ?w } LIMIT 3"
+
+    async def client(session: httpx.AsyncClient) -> list[int]:
+        return [(await session.get(server.url, params={"query": q})).status_code for _ in range(10)]
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40)) as session:
+            results = await asyncio.gather(*(client(session) for _ in range(20)))
+        return [code for codes in results for code in codes]
+
+    codes = asyncio.run(main())
+    assert codes.count(200) == len(codes) == 200, {c: codes.count(c) for c in set(codes)}

@@ -175,7 +175,9 @@ def create_app(
     timeout: float = 30.0,
     result_limit: int = 100_000,
     workers: int = 4,
-) -> FastAPI:
+    queue: int = 64,
+    max_body_bytes: int = 64 * 1024 * 1024,
+) -> Any:
     """A FastAPI application serving ``store`` at ``/sparql``.
 
     Parameters
@@ -190,9 +192,21 @@ def create_app(
         Most rows (or triples) one answer returns.
     workers
         Queries evaluated at once (threads).
+    queue
+        Queries that may wait for a worker (up to ``timeout`` seconds); past that, 503 with ``Retry-After``.
+    max_body_bytes
+        Largest request body (query or update); a larger one is answered 413 before it is read.
+
+    Returns
+    -------
+    ASGI application
+        The FastAPI app behind a body-size limit (the app itself is its ``.app``).
     """
+    from workbench.serving.http import BodyLimitMiddleware
+
     app = FastAPI(title="ExtremeEarth Workbench SPARQL endpoint")
     busy = threading.Semaphore(workers)
+    waiting = [0]  # queries waiting for a worker (only touched in the event loop)
 
     def evaluate(query: str, accept: str, fmt: list[str]) -> Response:
         result = store.query(query, timeout=timeout)
@@ -231,14 +245,35 @@ def create_app(
         body = ox.serialize(triples, format=_RDF_TYPES[media]) or b""
         return Response(body, media_type=media, headers=headers)
 
+    async def acquire_worker(started: float) -> bool:
+        """Wait (bounded in time and in the number of waiters) for a query worker."""
+        if busy.acquire(blocking=False):
+            return True
+        if waiting[0] >= queue:
+            return False
+        waiting[0] += 1
+        try:
+            while time.monotonic() - started < timeout:
+                await asyncio.sleep(0.005)
+                if busy.acquire(blocking=False):
+                    return True
+            return False
+        finally:
+            waiting[0] -= 1
+
     async def run_query(query: str, accept: str, fmt: list[str]) -> Response:
-        if not busy.acquire(blocking=False):
-            return _text(503, "all query workers are busy; retry later", {"Retry-After": "1"})
         started = time.monotonic()
+        try:
+            store.check_query(query)
+        except QuerySyntaxError as exc:
+            return _text(400, f"malformed query: {exc}")
+        if not await acquire_worker(started):
+            return _text(503, f"all {workers} query workers are busy and {queue} queries wait; retry later",
+                         {"Retry-After": "1"})
         future = _in_daemon_thread(evaluate, query, accept, fmt)
         future.add_done_callback(lambda _: busy.release())
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, timeout - (time.monotonic() - started)))
         except asyncio.TimeoutError:
             log.warning("query timed out after %.1f s", time.monotonic() - started)
             return _text(503, f"query timed out: it ran past the endpoint's limit of {timeout:g} s")
@@ -288,6 +323,9 @@ def create_app(
         if content_type == "application/sparql-query":
             return await run_query((await request.body()).decode("utf-8"), accept, fmt)
         if content_type == "application/sparql-update":
+            denied = authorised(request)  # before the body is read: no key, no upload
+            if denied is not None:
+                return denied
             return await run_update(request, (await request.body()).decode("utf-8"))
         if content_type == "application/x-www-form-urlencoded":
             form = parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True)
@@ -305,7 +343,7 @@ def create_app(
         return Response(service_description(str(request.url_for("get_sparql"))), media_type="text/turtle")
 
     app.state.store = store
-    return app
+    return BodyLimitMiddleware(app, max_body_bytes, error_body=lambda message: (message + "\n").encode())
 
 
 class EndpointServer:

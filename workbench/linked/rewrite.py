@@ -97,6 +97,22 @@ def string_value(raw: str) -> str:
     return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
 
 
+def function_calls(query: str) -> list[tuple[str, int]]:
+    """IRIs called as functions in the query (an IRI or prefixed name right before ``(``), with their offsets."""
+    try:
+        tokens = tokenize(query)
+    except TokenizeError:
+        return []
+    prefixes = prefixes_of(tokens)
+    calls = []
+    for tok, nxt in zip(tokens, tokens[1:]):
+        if tok.kind in ("iri", "pname") and nxt.text == "(":
+            iri = resolve(tok, prefixes)
+            if iri is not None:
+                calls.append((iri, tok.start))
+    return calls
+
+
 def typed_literals(query: str, datatypes: frozenset[str]) -> list[tuple[str, str, int]]:
     """Constant literals of the query typed with one of ``datatypes``: (lexical form, datatype IRI, offset).
 

@@ -522,11 +522,39 @@ class GeoStore:
                                      named_graphs=self.user_graphs())
 
     def _check_syntax(self, query: str, base_iri: str | None) -> None:
+        self._check_functions(query)
         try:
             _PARSER.query(query, base_iri=base_iri, custom_functions=self._functions)
         except SyntaxError as exc:
             raise QuerySyntaxError(str(exc)) from exc
+        except RuntimeError as exc:  # pyoxigraph: "The custom function <...> is not supported"
+            if "custom function" not in str(exc):
+                raise
+            raise QuerySyntaxError(f"{exc} by this store") from exc
         check_geometry_constants(query)
+
+    def check_query(self, query: str, *, base_iri: str | None = None) -> None:
+        """Refuse, before anything runs, a malformed query, a malformed geometry constant or an unknown geof function.
+
+        Raises
+        ------
+        QuerySyntaxError
+            Naming what is wrong (the parser's message, the literal, or the function).
+        """
+        self._check_syntax(with_default_prefixes(query), base_iri)
+
+    def _check_functions(self, query: str) -> None:
+        from workbench.linked.rewrite import function_calls
+        from workbench.linked.vocab import GEOF
+
+        known = {f.value for f in self._functions}
+        for iri, offset in function_calls(query):
+            if iri.startswith(GEOF) and iri not in known:
+                names = ", ".join(sorted(k[len(GEOF):] for k in known))
+                raise QuerySyntaxError(
+                    f"the function geof:{iri[len(GEOF):]} (at offset {offset}) is not implemented by this store; "
+                    f"it implements geof: {names}"
+                )
 
     def select(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Rows of a SELECT query as dicts of variable name -> Python value (IRIs and literal lexical forms)."""
