@@ -48,6 +48,8 @@ def test_versions_best_model_and_aliases(project_dir: Path) -> None:
     assert registry.get_model("crops", alias="champion").version == 3
     registry.set_alias("crops", "champion", 2)
     assert registry.get_model("crops", alias="champion").version == 2
+    # the listing carries the aliases too (MLflow's version search does not)
+    assert [(v.version, v.aliases) for v in registry.get_models("crops")] == [(1, []), (2, ["champion"]), (3, [])]
     loaded = registry.get_model("crops", 1).load()
     np.testing.assert_allclose(
         loaded.predict(np.ones((1, 4)), verbose=0), model.predict(np.ones((1, 4)), verbose=0)

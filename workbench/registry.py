@@ -461,10 +461,21 @@ def list_models(*, project: Any = None) -> list[str]:
 
 
 def get_models(name: str, *, project: Any = None) -> list[ModelVersion]:
-    """Every version of ``name``, oldest first."""
+    """Every version of ``name``, oldest first, each with its aliases."""
+    import dataclasses
+
     _check_name(name)
-    versions = client(project).search_model_versions(f"name = '{name}'")
-    return [_to_version(v, project) for v in sorted(versions, key=lambda v: int(v.version))]
+    c = client(project)
+    versions = c.search_model_versions(f"name = '{name}'")
+    aliases: dict[int, list[str]] = {}
+    if versions:  # MLflow's search results carry no aliases: the registered model has them
+        for alias, number in (getattr(c.get_registered_model(name), "aliases", None) or {}).items():
+            aliases.setdefault(int(number), []).append(alias)
+    out = []
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        mv = _to_version(v, project)
+        out.append(dataclasses.replace(mv, aliases=sorted(set(mv.aliases) | set(aliases.get(mv.version, [])))))
+    return out
 
 
 def get_best_model(name: str, metric: str, direction: str = "max", *, project: Any = None) -> ModelVersion:
