@@ -9,16 +9,17 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from tests.servers.processes import (  # noqa: E402
+from tests.servers.processes import (
     CROP_DATES,
     SEAICE_DATES,
     build_project,
@@ -28,8 +29,8 @@ from tests.servers.processes import (  # noqa: E402
     start_server,
     stop_server,
 )
-from workbench.errors import DataError  # noqa: E402
-from workbench.processors import InputError, get_processor, validate_inputs  # noqa: E402
+from workbench.errors import DataError
+from workbench.processors import InputError, get_processor, validate_inputs
 
 
 @pytest.fixture(scope="module")

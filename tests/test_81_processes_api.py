@@ -10,15 +10,16 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import signal  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
+import httpx
+import pytest
 
-from tests.servers.processes import (  # noqa: E402
+from tests.servers.processes import (
     SEAICE_DATES,
     build_project,
     free_port,
@@ -27,7 +28,7 @@ from tests.servers.processes import (  # noqa: E402
     start_server,
     stop_server,
 )
-from workbench.errors import DataError  # noqa: E402
+from workbench.errors import DataError
 
 REL = "http://www.opengis.net/def/rel/ogc/1.0"
 CONF = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf"

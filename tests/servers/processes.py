@@ -15,8 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 #: Region and time of the sample scene / tile (EPSG:4326).
 SEAICE_DATES = ("2021-12-01", "2021-12-31")
@@ -76,8 +77,9 @@ def build_project(project: Path, *, scene_size: int = 512, tile_size: int = 32) 
 
 def registry_item_bbox(project: Path, collection: str, item_id: str) -> list[float]:
     """Bbox of a catalogue item of the project."""
-    from workbench.config import load_settings
     import pystac
+
+    from workbench.config import load_settings
 
     catalog = pystac.Catalog.from_file(str(load_settings(project_dir=project).local_catalog_path))
     item = catalog.get_child(collection).get_item(item_id)

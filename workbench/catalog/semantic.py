@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from workbench.linked.store import GeoStore
 
-__all__ = ["SemanticHit", "semantic_search", "semantic_query", "class_iri", "resolve_items", "CLASS_TERMS"]
+__all__ = ["CLASS_TERMS", "SemanticHit", "class_iri", "resolve_items", "semantic_query", "semantic_search"]
 
 POLAR = "http://extremeearth.eu/ontology/polar#"
 FOODSEC = "http://extremeearth.eu/ontology/foodsec#"
@@ -115,7 +115,7 @@ class SemanticHit:
 
     image_id: str
     observations: int
-    item: "pystac.Item | None"
+    item: pystac.Item | None
 
     @property
     def collection(self) -> str | None:
@@ -130,7 +130,7 @@ class SemanticHit:
         return self.item.datetime or self.item.common_metadata.start_datetime
 
 
-def resolve_items(ids: list[str], catalog_path: str | os.PathLike[str]) -> dict[str, "pystac.Item"]:
+def resolve_items(ids: list[str], catalog_path: str | os.PathLike[str]) -> dict[str, pystac.Item]:
     """Items of the local catalogue with these ids (in any collection)."""
     import pystac
 
@@ -158,7 +158,7 @@ def semantic_search(
     region: Any,
     start: str | dt.date | None = None,
     end: str | dt.date | None = None,
-    store: "GeoStore | str | os.PathLike[str] | None" = None,
+    store: GeoStore | str | os.PathLike[str] | None = None,
     catalog_path: str | os.PathLike[str] | None = None,
 ) -> list[SemanticHit]:
     """Source images showing ``class_name`` inside ``region`` (and acquired between ``start`` and ``end``).
@@ -216,6 +216,6 @@ def semantic_search(
             if (t0 is not None and day < t0) or (t1 is not None and day > t1):
                 continue
         hits.append(hit)
-    far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
     hits.sort(key=lambda h: (h.datetime or far, h.image_id))
     return hits

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["compute_blocks", "gather_tasks", "Cancelled", "scaled"]
+__all__ = ["Cancelled", "compute_blocks", "gather_tasks", "scaled"]
 
 log = logging.getLogger(__name__)
 

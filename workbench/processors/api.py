@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,10 +37,16 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workbench.processors.base import InputError, Processor, UnknownProcessorError, get_processor, list_processors
+from workbench.processors.base import (
+    InputError,
+    Processor,
+    UnknownProcessorError,
+    get_processor,
+    list_processors,
+)
 from workbench.processors.jobs import Job, JobManager, JobNotFound, QueueFull
 
-__all__ = ["create_app", "openapi_document", "CONFORMANCE", "exception_body"]
+__all__ = ["CONFORMANCE", "create_app", "exception_body", "openapi_document"]
 
 log = logging.getLogger(__name__)
 

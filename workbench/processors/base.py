@@ -23,9 +23,10 @@ import datetime as dt
 import difflib
 import importlib
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from workbench.errors import WorkbenchError
@@ -36,18 +37,18 @@ if TYPE_CHECKING:
     from workbench.processors.products import Product
 
 __all__ = [
-    "InputError",
-    "UnknownProcessorError",
-    "ModelRef",
-    "ProcessorInputs",
-    "Processor",
-    "ProgressCallback",
     "INPUT_NAMES",
     "MODES",
-    "validate_inputs",
-    "list_processors",
-    "get_processor",
+    "InputError",
+    "ModelRef",
+    "Processor",
+    "ProcessorInputs",
+    "ProgressCallback",
+    "UnknownProcessorError",
     "core_inputs_schema",
+    "get_processor",
+    "list_processors",
+    "validate_inputs",
 ]
 
 #: Names accepted at the top level of the raw inputs.
@@ -74,7 +75,7 @@ class InputError(WorkbenchError, ValueError):
         What is wrong, without the input's name.
     """
 
-    def __init__(self, input: str, reason: str) -> None:  # noqa: A002 - the name of the contract
+    def __init__(self, input: str, reason: str) -> None:
         self.input = input
         self.reason = reason
         super().__init__(f"input {input!r}: {reason}")
@@ -121,7 +122,7 @@ class ModelRef:
 class ProcessorInputs:
     """Validated inputs of one processor run (see :func:`validate_inputs`)."""
 
-    region: "BaseGeometry"
+    region: BaseGeometry
     start: dt.date
     end: dt.date
     model: ModelRef
@@ -187,7 +188,7 @@ def _check_lonlat(lon: float, lat: float, input_name: str) -> None:
         raise InputError(input_name, f"latitude {lat:g} is outside [-90, 90] (coordinates are EPSG:4326 lon, lat)")
 
 
-def _bbox_region(bbox: Any) -> "BaseGeometry":
+def _bbox_region(bbox: Any) -> BaseGeometry:
     import shapely.geometry
 
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
@@ -205,7 +206,7 @@ def _bbox_region(bbox: Any) -> "BaseGeometry":
     return shapely.geometry.box(w, s, e, n)
 
 
-def _geojson_region(geometry: Mapping[str, Any]) -> "BaseGeometry":
+def _geojson_region(geometry: Mapping[str, Any]) -> BaseGeometry:
     import numpy as np
     import shapely
     import shapely.geometry
@@ -238,7 +239,7 @@ def _geojson_region(geometry: Mapping[str, Any]) -> "BaseGeometry":
     return geom
 
 
-def _region(raw: Any) -> "BaseGeometry":
+def _region(raw: Any) -> BaseGeometry:
     from shapely.geometry.base import BaseGeometry
 
     if isinstance(raw, BaseGeometry):
@@ -368,7 +369,7 @@ def validate_inputs(
     raw: Mapping[str, Any],
     *,
     model_lookup: ModelLookup | None = None,
-    processor: "Processor | None" = None,
+    processor: Processor | None = None,
 ) -> ProcessorInputs:
     """Check the raw inputs of a processor run and return them typed.
 
@@ -528,7 +529,7 @@ class Processor:
     version: str
     options_schema: dict[str, Any]
     outputs_schema: dict[str, dict[str, Any]]
-    run: Callable[..., "Product"] = field(repr=False)
+    run: Callable[..., Product] = field(repr=False)
     keywords: tuple[str, ...] = ()
 
     @property
@@ -563,7 +564,7 @@ class Processor:
         out_dir: str | Path,
         progress: ProgressCallback | None = None,
         client: Any = None,
-    ) -> "Product":
+    ) -> Product:
         """Run the processor on validated inputs; returns the :class:`~workbench.processors.products.Product`.
 
         Parameters
@@ -581,7 +582,7 @@ class Processor:
             raise InputError("inputs", f"expected ProcessorInputs (from validate_inputs), got {type(inputs).__name__}")
         return self.run(inputs, out_dir=Path(out_dir), progress=progress, client=client)
 
-    def with_run(self, run: Callable[..., "Product"]) -> "Processor":
+    def with_run(self, run: Callable[..., Product]) -> Processor:
         """A copy running ``run`` instead (e.g. a wrapper adding logging)."""
         return dataclasses.replace(self, run=run)
 

@@ -23,7 +23,7 @@ import numpy as np
 from workbench.processors.base import InputError, Processor, ProcessorInputs, ProgressCallback
 from workbench.processors.products import NODATA, OUTPUTS_SCHEMA, Product, publish_product
 
-__all__ = ["PROCESSOR", "run", "classify_pixels"]
+__all__ = ["PROCESSOR", "classify_pixels", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,11 @@ def _class_names(spec: Any) -> list[str]:
 def _tile_map(comp: Any, spec: Any, inputs: ProcessorInputs, *, client: Any, progress: ProgressCallback,
               tile: str) -> Any | None:
     import dask.array as da
+    import rioxarray  # noqa: F401
     import shapely
     import xarray as xr
     from pyproj import Transformer
 
-    import rioxarray  # noqa: F401
     from workbench.processors._compute import compute_blocks
     from workbench.processors.models import warm_workers
 
@@ -141,8 +141,8 @@ def run(inputs: ProcessorInputs, *, out_dir: Path, progress: ProgressCallback | 
     from workbench.processors.models import resolve_model
     from workbench.samples.sentinel2 import find_sample_parcels
     from workbench.sentinel1.classify import polygonise
-    from workbench.sentinel2.tiles import composite_tile
     from workbench.sentinel2.load import group_by_tile
+    from workbench.sentinel2.tiles import composite_tile
 
     opts = inputs.options
     report = scaled(progress, 0.0, 1.0)

@@ -24,16 +24,17 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.processors._compute import Cancelled
 from workbench.processors.base import InputError, get_processor, validate_inputs
 
-__all__ = ["Job", "JobManager", "JobNotFound", "QueueFull", "STATUSES", "TERMINAL"]
+__all__ = ["STATUSES", "TERMINAL", "Job", "JobManager", "JobNotFound", "QueueFull"]
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class JobManager:
             path = Path(settings.project_dir) / "processes" / "jobs.db"
         else:
             text = str(path_or_url)
-            path = Path(text[len("sqlite:///"):] if text.startswith("sqlite:///") else text)
+            path = Path(text.removeprefix("sqlite:///"))
         if max_running < 1 or max_queued < 0 or not timeout > 0:
             raise ValueError("max_running must be >= 1, max_queued >= 0 and timeout > 0")
         self.path = path.absolute()
@@ -367,7 +368,7 @@ class JobManager:
                 self._fail(job_id, "Timeout", str(exc))
         except InputError as exc:
             self._fail(job_id, "InputError", str(exc), input=exc.input)
-        except Exception as exc:  # noqa: BLE001 - a job's failure is recorded, never lost
+        except Exception as exc:
             log.exception("job %s failed", job_id)
             self._fail(job_id, type(exc).__name__, str(exc))
         finally:

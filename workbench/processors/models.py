@@ -24,7 +24,7 @@ import numpy as np
 from workbench.errors import DataError
 from workbench.processors.base import InputError, ModelRef
 
-__all__ = ["ModelSpec", "RemotePredictor", "resolve_model", "registry_lookup", "predictor", "warm_workers"]
+__all__ = ["ModelSpec", "RemotePredictor", "predictor", "registry_lookup", "resolve_model", "warm_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class RemotePredictor:
         """Class probabilities of a batch, from the server."""
         return self.client.predict(self.spec.serving_name, np.asarray(x, dtype=np.float32), version=self.spec.version)
 
-    def predict(self, x: np.ndarray, *, batch_size: int = 4096, verbose: int = 0) -> np.ndarray:  # noqa: ARG002
+    def predict(self, x: np.ndarray, *, batch_size: int = 4096, verbose: int = 0) -> np.ndarray:
         """Keras-like ``predict``: batches of ``batch_size`` through :meth:`predict_on_batch`."""
         x = np.asarray(x, dtype=np.float32)
         if len(x) == 0:
@@ -231,7 +231,7 @@ def predictor(spec: ModelSpec) -> Any:
         if spec.mode == "remote":
             model = RemotePredictor(spec)
         else:
-            import workbench.models.crops  # noqa: F401 - registers the custom layers before loading
+            import workbench.models.crops
             import workbench.models.seaice  # noqa: F401
             from workbench import registry
 

@@ -25,9 +25,10 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -40,16 +41,16 @@ if TYPE_CHECKING:
     from workbench.processors.models import ModelSpec
 
 __all__ = [
-    "Product",
+    "NODATA",
     "OUTPUTS_SCHEMA",
     "PRODUCT_COLLECTIONS",
-    "NODATA",
+    "Product",
+    "load_product",
+    "product_store_path",
     "publish_product",
+    "with_product_store",
     "write_class_cog",
     "write_quicklook",
-    "product_store_path",
-    "with_product_store",
-    "load_product",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class Product:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Product":
+    def from_dict(cls, data: dict[str, Any]) -> Product:
         """Inverse of :meth:`to_dict`."""
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -132,13 +133,12 @@ def _colormap(colors: Sequence[str]) -> dict[int, tuple[int, int, int, int]]:
     return cmap
 
 
-def write_class_cog(raster: "xr.DataArray", path: str | Path, *, colors: Sequence[str]) -> str:
+def write_class_cog(raster: xr.DataArray, path: str | Path, *, colors: Sequence[str]) -> str:
     """Write ``uint8`` classes as a COG with a colour table and nearest-neighbour overviews, atomically."""
     import rasterio
     import rasterio.shutil
-    from rasterio.enums import Resampling
-
     import rioxarray  # noqa: F401
+    from rasterio.enums import Resampling
 
     values = np.asarray(raster.values, dtype=np.uint8)
     if values.ndim != 2:
@@ -166,7 +166,7 @@ def write_class_cog(raster: "xr.DataArray", path: str | Path, *, colors: Sequenc
     return str(path)
 
 
-def write_quicklook(raster: "xr.DataArray", path: str | Path, *, colors: Sequence[str], max_size: int = 1024) -> str:
+def write_quicklook(raster: xr.DataArray, path: str | Path, *, colors: Sequence[str], max_size: int = 1024) -> str:
     """Write the classes as an RGBA PNG (no data transparent), at most ``max_size`` pixels a side, atomically."""
     import matplotlib.image
 
@@ -189,7 +189,7 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _folium_map(raster: "xr.DataArray", polygons: "gpd.GeoDataFrame", *, colors: Sequence[str],
+def _folium_map(raster: xr.DataArray, polygons: gpd.GeoDataFrame, *, colors: Sequence[str],
                 class_names: Sequence[str], region: Any, title: str) -> Any:
     import folium
     import shapely.geometry
@@ -263,7 +263,7 @@ def with_product_store(func: Callable[[Any], T], path: str | Path | None = None)
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _rdf(polygons: "gpd.GeoDataFrame", *, kind: str, product_id: str, out_dir: Path) -> tuple[Path, int]:
+def _rdf(polygons: gpd.GeoDataFrame, *, kind: str, product_id: str, out_dir: Path) -> tuple[Path, int]:
     """Map the product's polygons to N-Triples with the shipped mapping; returns (file, n features)."""
     import geopandas as gpd
     import pandas as pd
@@ -288,16 +288,16 @@ def _rdf(polygons: "gpd.GeoDataFrame", *, kind: str, product_id: str, out_dir: P
     return out, len(frame)
 
 
-def _stac_item(product: Product, *, processor: "Processor", inputs: "ProcessorInputs", model: "ModelSpec",
-               source_items: Sequence["pystac.Item"], geometry: Any, created: dt.datetime,
-               epsg: int | None) -> "pystac.Item":
+def _stac_item(product: Product, *, processor: Processor, inputs: ProcessorInputs, model: ModelSpec,
+               source_items: Sequence[pystac.Item], geometry: Any, created: dt.datetime,
+               epsg: int | None) -> pystac.Item:
     import pystac
     import shapely.geometry
 
     import workbench
 
-    start = dt.datetime.combine(inputs.start, dt.time.min, tzinfo=dt.timezone.utc)
-    end = dt.datetime.combine(inputs.end, dt.time.max, tzinfo=dt.timezone.utc)
+    start = dt.datetime.combine(inputs.start, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(inputs.end, dt.time.max, tzinfo=dt.UTC)
     params = inputs.to_raw()
     params.pop("region", None)
     item = pystac.Item(
@@ -357,14 +357,14 @@ def _stac_item(product: Product, *, processor: "Processor", inputs: "ProcessorIn
 
 def publish_product(
     *,
-    processor: "Processor",
-    inputs: "ProcessorInputs",
-    model: "ModelSpec",
-    raster: "xr.DataArray",
-    polygons: "gpd.GeoDataFrame",
+    processor: Processor,
+    inputs: ProcessorInputs,
+    model: ModelSpec,
+    raster: xr.DataArray,
+    polygons: gpd.GeoDataFrame,
     class_names: Sequence[str],
     class_colors: Sequence[str],
-    source_items: Sequence["pystac.Item"],
+    source_items: Sequence[pystac.Item],
     out_dir: str | Path,
     rdf_kind: str,
     publish: bool = True,
@@ -410,7 +410,7 @@ def publish_product(
         if progress is not None:
             progress(fraction, message)
 
-    created = dt.datetime.now(dt.timezone.utc)
+    created = dt.datetime.now(dt.UTC)
     product_id = f"{processor.id}-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     out = Path(out_dir).absolute() / product_id
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import numpy as np
 from workbench.processors.base import InputError, Processor, ProcessorInputs, ProgressCallback
 from workbench.processors.products import OUTPUTS_SCHEMA, Product, publish_product
 
-__all__ = ["PROCESSOR", "run", "classify_block", "BlockTask", "SEAICE_COLORS"]
+__all__ = ["PROCESSOR", "SEAICE_COLORS", "BlockTask", "classify_block", "run"]
 
 log = logging.getLogger(__name__)
 
