@@ -95,3 +95,17 @@ def test_catalogue_hint_names_a_command_that_exists(project_dir: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "workbench.samples.build", "--help"], capture_output=True,
                          text=True, timeout=60, env={**os.environ})
     assert out.returncode == 0 and "--data-dir" in out.stdout
+
+
+def test_exports_win_over_same_named_submodules() -> None:
+    """`from workbench.sentinel1 import preprocess` is the function even after the submodule was imported."""
+    code = ("import importlib, inspect\n"
+            "importlib.import_module('workbench.sentinel1.preprocess')\n"
+            "importlib.import_module('workbench.experiments.lagom')\n"
+            "from workbench.sentinel1 import preprocess\n"
+            "from workbench.experiments import lagom\n"
+            "import sys\n"
+            "module = sys.modules['workbench.sentinel1.preprocess']\n"
+            "print(inspect.isfunction(preprocess), inspect.isfunction(lagom), inspect.ismodule(module))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["True", "True", "True"], out.stderr[-2000:]

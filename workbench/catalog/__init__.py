@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "search",
+    "semantic_search",
     "require_items",
     "EmptySearchError",
     "add_items",
@@ -155,3 +156,13 @@ def items_to_geodataframe(items: Iterable[pystac.Item]) -> "gpd.GeoDataFrame":
         )
     columns = ["id", "collection", "datetime", "cloud_cover", "epsg", "assets", "geometry"]
     return gpd.GeoDataFrame(rows, columns=columns, geometry="geometry", crs="EPSG:4326")
+
+
+def __getattr__(name: str) -> object:
+    """``semantic_search`` on first use (it needs the GeoSPARQL store, a heavier import)."""
+    if name == "semantic_search":
+        from workbench.catalog.semantic import semantic_search
+
+        globals()["semantic_search"] = semantic_search
+        return semantic_search
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
