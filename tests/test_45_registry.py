@@ -190,3 +190,25 @@ def test_subclassed_model_signature_from_input_example(project_dir: Path, tmp_pa
     assert version.signature["outputs"][0]["shape"] == [None, 2]
     exported = registry.load(registry.export("tiny", 1, tmp_path / "tiny"))
     assert exported.predict(np.ones((2, 5), "float32")).shape == (2, 2)
+
+
+def test_models_with_workbench_layers_load_in_a_fresh_process(project_dir: Path) -> None:
+    """A registered model with a workbench custom layer (SeaIceAugment) loads where nothing imported it."""
+    import subprocess
+    import sys
+
+    import keras
+
+    from workbench.models.seaice import SeaIceAugment
+
+    inputs = keras.Input((8, 8, 3), name="patch")
+    x = SeaIceAugment(db_channels=[0, 1])(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    registry.save_model("aug", model, metrics={"accuracy": 0.5})
+    code = ("import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\nfrom workbench import registry\n"
+            "m = registry.get_model('aug').load()\nprint(type(m.layers[1]).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                          env={**__import__("os").environ, "WORKBENCH_PROJECT_DIR": str(project_dir)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "SeaIceAugment"

@@ -180,6 +180,7 @@ class ModelVersion:
 
         from workbench.pipeline import record_usage
 
+        register_workbench_layers()
         model = keras.saving.load_model(self.path / MODEL_FILE, compile=True)
         record_usage("models", {"name": self.name, "version": self.version, "run_id": self.run_id,
                                 "source": "registry"})
@@ -221,6 +222,16 @@ class ExportedModel:
             return {}
         with np.load(file) as data:
             return {k: data[k] for k in data.files}
+
+
+def register_workbench_layers() -> None:
+    """Import the modules whose custom Keras layers workbench models use (sea-ice augmentation, the STAR cell).
+
+    Their ``register_keras_serializable`` decorators run on import, so a model the
+    workbench trained loads in any process (a fresh kernel, a Dask worker, a server).
+    """
+    import workbench.models.crops  # noqa: F401 - registers StarCell
+    import workbench.models.seaice  # noqa: F401 - registers SeaIceAugment
 
 
 def _local_path(uri: str) -> Path:
@@ -596,6 +607,7 @@ def _load_folder(folder: Path, source: Path, keras: Any) -> ExportedModel:
     missing = [f for f in (MODEL_FILE, SIGNATURE_FILE, METADATA_FILE) if not (folder / f).is_file()]
     if missing:
         raise RegistryError(f"{source} is not an exported model: it lacks {missing}")
+    register_workbench_layers()
     try:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=True)
         signature = json.loads((folder / SIGNATURE_FILE).read_text())
