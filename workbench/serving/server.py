@@ -12,6 +12,7 @@ server is ready (notebooks, tests, benchmarks).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import json
@@ -97,6 +98,17 @@ def run_server(
                 info_path.unlink()
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Raise ServingError(409) when something listens on ``host:port`` already."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServingError(409, f"port {port} on {host} is in use already ({exc.strerror}): another server is "
+                                    "running there; stop it or choose another port") from None
+
+
 class ServerProcess:
     """``workbench serve start`` as a child process (its own process group).
 
@@ -128,7 +140,16 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 180.0, ready: bool = True) -> ServerProcess:
-        """Start the server; return once ``/v2/health/ready`` (or ``live``) answers 200."""
+        """Start the server; return once ``/v2/health/ready`` (or ``live``) answers 200.
+
+        Raises
+        ------
+        ServingError
+            409 when the port is taken already (another server would answer the
+            readiness probe in this one's place), 503 when the server exits or
+            does not become ready in ``timeout`` seconds.
+        """
+        _check_port_free(self.host, self.port)
         env = {**os.environ, **self.env}
         if self.project_dir is not None:
             env["WORKBENCH_PROJECT_DIR"] = str(self.project_dir)
@@ -147,6 +168,7 @@ class ServerProcess:
                                         f"(see {self.log_file or 'its output'})")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    atexit.register(self.stop)  # a kernel or script that ends never leaves the server behind
                     return self
             time.sleep(0.2)
         self.kill()
