@@ -40,21 +40,9 @@ def compute_blocks(
     once) and gathered as they finish. An exception raised by ``progress``
     (e.g. :class:`Cancelled`) cancels the blocks still running and propagates.
     """
-    from distributed import as_completed
-
     blocks = array.to_delayed()
-    flat = list(blocks.ravel())
-    futures = client.compute(flat)
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(futures)
-    try:
-        for done, fut in enumerate(as_completed(futures), start=1):
-            results[index[fut.key]] = fut.result()
-            if progress is not None:
-                progress(done / len(futures), f"{message}: {done}/{len(futures)}")
-    except BaseException:
-        client.cancel(futures)
-        raise
+    futures = client.compute(list(blocks.ravel()))
+    results = gather_tasks(futures, client=client, progress=progress, message=message)
     grid = np.empty(blocks.shape, dtype=object)
     for i, value in enumerate(results):
         grid.ravel()[i] = value
