@@ -443,26 +443,28 @@ def create_app(
     def no_job(job_id: str) -> JSONResponse:
         return problem(404, f"no job {job_id!r}", kind=f"{_EXC}/no-such-job")
 
-    @app.get("/jobs/{job_id}")
-    async def job_status(job_id: str, request: Request) -> Any:
+    async def find_job(job_id: str, request: Request) -> tuple[Any, JSONResponse | None]:
+        """The job, or the error answer (unsupported format, no such job) in its place."""
         bad = check_format(request)
         if bad:
-            return bad
+            return None, bad
         try:
-            job = await run_in_threadpool(jobs().get, job_id)
+            return await run_in_threadpool(jobs().get, job_id), None
         except JobNotFound:
-            return no_job(job_id)
+            return None, no_job(job_id)
+
+    @app.get("/jobs/{job_id}")
+    async def job_status(job_id: str, request: Request) -> Any:
+        job, answer = await find_job(job_id, request)
+        if answer is not None:
+            return answer
         return JSONResponse(_status_info(job, base(request)))
 
     @app.get("/jobs/{job_id}/results")
     async def job_results(job_id: str, request: Request) -> Any:
-        bad = check_format(request)
-        if bad:
-            return bad
-        try:
-            job = await run_in_threadpool(jobs().get, job_id)
-        except JobNotFound:
-            return no_job(job_id)
+        job, answer = await find_job(job_id, request)
+        if answer is not None:
+            return answer
         if job.status == "successful":
             return JSONResponse(_results(job))
         if job.status in ("accepted", "running"):
