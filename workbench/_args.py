@@ -5,13 +5,19 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from workbench.errors import ArgumentError
 
-__all__ = ["checked_keywords"]
+__all__ = ["checked_keywords", "did_you_mean"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def did_you_mean(name: str, choices: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``name``, or an empty string."""
+    close = difflib.get_close_matches(name, sorted(choices), n=n, cutoff=cutoff)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
 def checked_keywords(func: F) -> F:
@@ -28,8 +34,7 @@ def checked_keywords(func: F) -> F:
             if unknown:
                 hints = []
                 for key in unknown:
-                    close = difflib.get_close_matches(key, names, n=2, cutoff=0.5)
-                    hints.append(f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+                    hints.append(f"{key!r}{did_you_mean(key, names, n=2, cutoff=0.5)}")
                 raise ArgumentError(
                     f"{func.__name__}() has no parameter {', '.join(hints)}; it takes {', '.join(names)}"
                 )

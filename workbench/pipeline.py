@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import difflib
 import hashlib
 import json
 import logging
@@ -42,6 +41,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from workbench._args import did_you_mean
 from workbench.errors import PipelineError
 from workbench.storage import file_lock, write_bytes
 
@@ -312,11 +312,6 @@ def _references(value: Any) -> list[tuple[str, str]]:
     return []
 
 
-def _did_you_mean(name: str, choices: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def validate_pipeline(
     pipeline: Pipeline, *, overrides: Mapping[str, Any] | None = None, kernel: str | None = None
 ) -> dict[str, set[str]]:
@@ -340,7 +335,7 @@ def validate_pipeline(
             if key not in names:
                 raise PipelineError(
                     f"stage {stage.name!r}: parameter {key!r} is not declared by {stage.notebook.name}"
-                    f"{_did_you_mean(key, names)}; it declares {sorted(names)}"
+                    f"{did_you_mean(key, names)}; it declares {sorted(names)}"
                 )
         for source, _key in _references(stage.parameters):
             if source not in declared:
@@ -354,7 +349,7 @@ def validate_pipeline(
         if key not in every:
             raise PipelineError(
                 f"parameter {key!r} is declared by no stage of pipeline {pipeline.name!r}"
-                f"{_did_you_mean(key, every)}; the stages declare {sorted(every)}"
+                f"{did_you_mean(key, every)}; the stages declare {sorted(every)}"
             )
     return declared
 

@@ -43,6 +43,7 @@ __all__ = [
     "list_models",
     "get_best_model",
     "registry_exists",
+    "unknown_model",
     "set_alias",
     "delete_alias",
     "export",
@@ -442,21 +443,20 @@ def get_model(
     except RegistryError:
         raise
     except Exception as exc:  # noqa: BLE001 - MlflowException RESOURCE_DOES_NOT_EXIST
-        known = list_models(project=project)
-        if name not in known:
-            raise RegistryError(f"no model named {name!r} is registered{_registered_hint(name, known)}") from None
+        if name not in list_models(project=project):
+            raise unknown_model(name, project=project) from None
         what = f"alias {alias!r}" if alias is not None else f"version {version}"
         raise RegistryError(f"model {name!r} has no {what}: {exc}") from exc
     return _to_version(mv, project)
 
 
-def _registered_hint(name: str, known: Sequence[str]) -> str:
-    import difflib
+def unknown_model(name: str, *, project: Any = None) -> RegistryError:
+    """The error for a model name the registry does not hold, with a "did you mean" or the names it holds."""
+    from workbench._args import did_you_mean
 
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f"; registered: {sorted(known)}" if known else "; the registry holds no model yet"
+    known = list_models(project=project)
+    hint = did_you_mean(name, known) or (f"; registered: {sorted(known)}" if known else "; the registry holds no model yet")
+    return RegistryError(f"no model named {name!r} is registered{hint}")
 
 
 def registry_exists(*, project: Any = None) -> bool:

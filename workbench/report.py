@@ -80,20 +80,6 @@ def notebook_highlights(path: str | Path, *, max_images: int = 4, thumb_width: i
     return found
 
 
-def _seconds(entry: Mapping[str, Any]) -> str:
-    import datetime as dt
-
-    if entry.get("started") and entry.get("ended"):
-        delta = dt.datetime.fromisoformat(entry["ended"]) - dt.datetime.fromisoformat(entry["started"])
-        return f"{delta.total_seconds():.1f}"
-    return ""
-
-
-def _error(entry: Mapping[str, Any]) -> str:
-    err = entry.get("error") or {}
-    return f"{err.get('ename')}: {err.get('evalue')}" if err else ""
-
-
 def _outputs(entry: Mapping[str, Any]) -> str:
     parts = []
     for key, value in (entry.get("outputs") or {}).items():
@@ -120,13 +106,17 @@ def _stage_section(entry: Mapping[str, Any]) -> str:
 
 def render_report(record: Mapping[str, Any], *, stages: Sequence[Mapping[str, Any]] | None = None) -> str:
     """An HTML page of a run: the stage table, then each stage's headline figures and thumbnails."""
+    from workbench.pipeline import stage_summary
+
+    entries = list(stages if stages is not None else record["stages"])
     rows = []
-    for entry in stages if stages is not None else record["stages"]:
+    for entry, summary in zip(entries, stage_summary({"stages": entries})):
         notebook = entry.get("output_notebook")
+        seconds = f"{summary['seconds']:.1f}" if summary["seconds"] is not None else ""
         link = f'<a href="{escape(Path(notebook).name)}">{escape(Path(notebook).name)}</a>' if notebook else ""
         rows.append(f"<tr class='{escape(entry['status'])}'><td><a href='#stage-{escape(entry['name'])}'>"
-                    f"{escape(entry['name'])}</a></td><td>{escape(entry['status'])}</td><td>{_seconds(entry)}</td>"
-                    f"<td>{link}</td><td>{_outputs(entry) or escape(_error(entry))}</td></tr>")
+                    f"{escape(entry['name'])}</a></td><td>{escape(entry['status'])}</td><td>{seconds}</td>"
+                    f"<td>{link}</td><td>{_outputs(entry) or escape(summary['error'])}</td></tr>")
     sections = "".join(_stage_section(entry) for entry in record["stages"])
     params = escape(json.dumps(record.get("parameters", {}), indent=1, default=str))
     build = record.get("workbench") or {}

@@ -29,8 +29,7 @@ def _handler(args: argparse.Namespace) -> int:
             return 0
         versions = registry.get_models(args.name)
         if not versions:
-            known = registry.list_models()
-            raise WorkbenchError(f"no model named {args.name!r} is registered{registry._registered_hint(args.name, known)}")
+            raise registry.unknown_model(args.name)
         for v in versions:
             aliases = f"\t@{','.join(v.aliases)}" if v.aliases else ""
             print(f"{v.name} v{v.version}\t{json.dumps(v.metrics)}{aliases}")
