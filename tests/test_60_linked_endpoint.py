@@ -244,10 +244,10 @@ def test_unknown_geof_function_is_a_400_naming_it(server: EndpointServer) -> Non
     """Issue 14: a function the store does not implement is the client's error, named, not a 500."""
     import httpx
 
-    q = PFX + "SELECT ?g (geof:minX(?w) AS ?x) WHERE { ?g geo:asWKT ?w }"
+    q = PFX + "SELECT ?g (geof:asDGGS(?w) AS ?x) WHERE { ?g geo:asWKT ?w }"
     response = httpx.get(server.url, params={"query": q}, timeout=30)
     assert response.status_code == 400
-    assert "geof:minX" in response.text and "not implemented" in response.text and "sfWithin" in response.text
+    assert "geof:asDGGS" in response.text and "not implemented" in response.text and "sfWithin" in response.text
 
 
 def test_update_without_key_is_refused_before_its_body_is_read(server: EndpointServer) -> None:

@@ -1,10 +1,19 @@
-"""Geometry literals of GeoSPARQL 1.0: parse and write WKT and GML, with their CRS.
+"""Geometry literals of GeoSPARQL 1.0/1.1: parse and write WKT, GML, GeoJSON and KML, with their CRS.
 
 Pure functions, no I/O. Every parsed geometry is held in CRS84 (longitude,
-latitude) so that geometries of different CRSs compare; :class:`GeoValue`
-remembers the CRS and the serialisation of the literal it came from so that a
-function's result is written back in the CRS and the kind (WKT or GML) of its
-first argument, as GeoSPARQL asks.
+latitude) so that geometries of different CRSs and serialisations compare;
+:class:`GeoValue` remembers the CRS and the serialisation of the literal it came
+from so that a function's result is written back in the CRS and the kind (WKT,
+GML, GeoJSON or KML) of its first argument, as GeoSPARQL asks. One entry point,
+:func:`parse_literal`, dispatches on the datatype IRI.
+
+GeoJSON (``geo:geoJSONLiteral``, RFC 7946) and KML (``geo:kmlLiteral``, OGC KML 2.2)
+are always CRS84 (KML altitude is kept as Z). GeoJSON is read by GEOS
+(``shapely.from_geojson``: geometries, a ``Feature`` or a ``FeatureCollection``);
+KML geometry elements (``Point``, ``LineString``, ``LinearRing``, ``Polygon``,
+``MultiGeometry``, also inside a ``Placemark``) by the standard-library XML parser.
+DGGS literals (``geo:dggsLiteral``) name cells of a discrete global grid; no library
+this project uses reads them, so they are refused as an unsupported serialisation.
 
 CRS rules: a WKT literal without a leading ``<IRI>`` is in CRS84. The CRS IRIs
 ``http://www.opengis.net/def/crs/EPSG/0/N`` follow the EPSG axis order, so
@@ -26,14 +35,30 @@ from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
 
 from workbench.errors import DataError
-from workbench.linked.vocab import CRS84, EPSG_PREFIX, GML_LITERAL, WKT_LITERAL
+from workbench.linked.vocab import (
+    CRS84,
+    DGGS_LITERAL,
+    EPSG_PREFIX,
+    GEO,
+    GEOJSON_LITERAL,
+    GML_LITERAL,
+    KML_LITERAL,
+    WKT_LITERAL,
+)
 
 __all__ = [
     "GeoValue",
     "GeometryLiteralError",
+    "UnsupportedSerialisationError",
+    "KINDS",
     "parse_literal",
     "parse_wkt_literal",
     "parse_gml",
+    "parse_geojson",
+    "parse_kml",
+    "write_geojson",
+    "write_kml",
+    "write_as",
     "to_crs84",
     "from_crs84",
     "write_wkt",
@@ -49,7 +74,22 @@ _WKT_CRS = re.compile(r"^\s*<([^>]*)>\s*(.*)$", re.S)
 
 
 class GeometryLiteralError(DataError):
-    """A WKT or GML literal cannot be parsed, or names an unknown CRS."""
+    """A geometry literal cannot be parsed, or names an unknown CRS."""
+
+
+class UnsupportedSerialisationError(GeometryLiteralError):
+    """A geometry literal of a GeoSPARQL serialisation this store cannot read (DGGS)."""
+
+
+KML_NS = "http://www.opengis.net/kml/2.2"
+
+#: serialisation kind -> datatype IRI of its literal
+KINDS: dict[str, str] = {
+    "wkt": WKT_LITERAL,
+    "gml": GML_LITERAL,
+    "geojson": GEOJSON_LITERAL,
+    "kml": KML_LITERAL,
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +104,7 @@ class GeoValue:
     crs
         The CRS IRI of the literal (CRS84 when it named none).
     kind
-        ``"wkt"`` or ``"gml"``: the serialisation of the literal.
+        ``"wkt"``, ``"gml"``, ``"geojson"`` or ``"kml"``: the serialisation of the literal.
     explicit_crs
         Whether the literal named its CRS.
     """
@@ -256,20 +296,140 @@ def parse_gml(lexical: str) -> GeoValue:
     return GeoValue(to_crs84(geom, crs), crs, "gml", explicit)
 
 
-@lru_cache(maxsize=200_000)
-def parse_literal(lexical: str, datatype: str) -> GeoValue:
-    """Parse a geometry literal given its lexical form and datatype IRI (cached).
+def parse_geojson(lexical: str) -> GeoValue:
+    """Parse the lexical form of a ``geo:geoJSONLiteral`` (a geometry, ``Feature`` or ``FeatureCollection``).
+
+    GeoJSON coordinates are CRS84 longitude/latitude (RFC 7946); an empty lexical form
+    is the empty geometry.
 
     Raises
     ------
     GeometryLiteralError
-        If the datatype is neither ``geo:wktLiteral`` nor ``geo:gmlLiteral`` or the text is malformed.
+        If the text is not GeoJSON.
     """
-    if datatype == WKT_LITERAL:
-        return parse_wkt_literal(lexical)
-    if datatype == GML_LITERAL:
-        return parse_gml(lexical)
-    raise GeometryLiteralError(f"literal of datatype <{datatype}> is not a geometry literal")
+    text = lexical.strip()
+    if not text:
+        return GeoValue(shapely.from_wkt("GEOMETRYCOLLECTION EMPTY"), CRS84, "geojson", False)
+    try:
+        geom = shapely.from_geojson(text)
+    except (shapely.errors.GEOSException, ValueError, TypeError) as exc:
+        raise GeometryLiteralError(f"malformed GeoJSON literal {lexical[:80]!r}: {exc}") from exc
+    if geom is None:
+        raise GeometryLiteralError(f"GeoJSON literal {lexical[:80]!r} holds no geometry")
+    return GeoValue(geom, CRS84, "geojson", False)
+
+
+def _kml_coords(elem: ET.Element) -> list[tuple[float, ...]]:
+    node = next((c for c in elem.iter() if _local(c.tag) == "coordinates"), None)
+    if node is None or not (node.text or "").strip():
+        return []
+    try:
+        return [tuple(float(v) for v in t.split(",")) for t in node.text.split() if t]  # type: ignore[union-attr]
+    except ValueError as exc:
+        raise GeometryLiteralError(f"KML coordinates {node.text.strip()[:60]!r} are not lon,lat[,alt] tuples") from exc
+
+
+def _kml_geometry(elem: ET.Element) -> BaseGeometry:
+    name = _local(elem.tag)
+    if name in ("Placemark", "kml", "Document", "Folder"):
+        found = [g for g in elem if _local(g.tag) in _KML_GEOMETRIES or _local(g.tag) in ("Placemark", "Document", "Folder")]
+        if not found:
+            raise GeometryLiteralError(f"KML element {name} holds no geometry")
+        parts = [_kml_geometry(g) for g in found]
+        return parts[0] if len(parts) == 1 else shapely.GeometryCollection(parts)
+    if name == "Point":
+        coords = _kml_coords(elem)
+        return shapely.Point(coords[0]) if coords else shapely.from_wkt("POINT EMPTY")
+    if name in ("LineString", "LinearRing"):
+        coords = _kml_coords(elem)
+        return shapely.LineString(coords) if coords else shapely.from_wkt("LINESTRING EMPTY")
+    if name == "Polygon":
+        shell: list[tuple[float, ...]] = []
+        holes: list[list[tuple[float, ...]]] = []
+        for child in elem:
+            if _local(child.tag) == "outerBoundaryIs":
+                shell = _kml_coords(child)
+            elif _local(child.tag) == "innerBoundaryIs":
+                holes.append(_kml_coords(child))
+        if not shell:
+            return shapely.from_wkt("POLYGON EMPTY")
+        return shapely.Polygon(shell, holes)
+    if name == "MultiGeometry":
+        members = [_kml_geometry(g) for g in elem if _local(g.tag) in _KML_GEOMETRIES]
+        kinds = {m.geom_type for m in members}
+        if members and kinds == {"Point"}:
+            return shapely.MultiPoint(members)
+        if members and kinds == {"LineString"}:
+            return shapely.MultiLineString(members)
+        if members and kinds == {"Polygon"}:
+            return shapely.MultiPolygon(members)
+        return shapely.GeometryCollection(members)
+    raise GeometryLiteralError(
+        f"unsupported KML element kml:{name}: expected Point, LineString, LinearRing, Polygon or MultiGeometry"
+    )
+
+
+_KML_GEOMETRIES = frozenset({"Point", "LineString", "LinearRing", "Polygon", "MultiGeometry"})
+
+
+def parse_kml(lexical: str) -> GeoValue:
+    """Parse the lexical form of a ``geo:kmlLiteral`` (a KML 2.2 geometry element, possibly in a ``Placemark``).
+
+    KML coordinates are ``lon,lat[,alt]`` in CRS84 (altitude becomes Z); the KML namespace
+    may be declared or not. An empty lexical form is the empty geometry.
+
+    Raises
+    ------
+    GeometryLiteralError
+        If the text is not well-formed XML or not a KML geometry.
+    """
+    text = lexical.strip()
+    if not text:
+        return GeoValue(shapely.from_wkt("GEOMETRYCOLLECTION EMPTY"), CRS84, "kml", False)
+    if re.search(r"<kml:", text) and "xmlns:kml" not in text:
+        text = re.sub(r"^<(kml:\w+)", rf'<\1 xmlns:kml="{KML_NS}"', text, count=1)
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise GeometryLiteralError(f"malformed KML literal {lexical[:80]!r}: {exc}") from exc
+    return GeoValue(_kml_geometry(root), CRS84, "kml", False)
+
+
+@lru_cache(maxsize=200_000)
+def parse_literal(lexical: str, datatype: str) -> GeoValue:
+    """Parse a geometry literal given its lexical form and datatype IRI (cached).
+
+    The one parser behind every function and relation: WKT, GML, GeoJSON and KML
+    literals all become CRS84 geometries, so any two of them compare.
+
+    Raises
+    ------
+    UnsupportedSerialisationError
+        For a ``geo:dggsLiteral`` (or another ``geo:`` literal type this store does not read).
+    GeometryLiteralError
+        If the datatype is not a geometry literal type or the text is malformed.
+    """
+    parser = _PARSERS.get(datatype)
+    if parser is not None:
+        return parser(lexical)
+    if datatype == DGGS_LITERAL or (datatype.startswith(GEO) and datatype.endswith("Literal")):
+        local = datatype[len(GEO):] if datatype.startswith(GEO) else datatype
+        raise UnsupportedSerialisationError(
+            f"unsupported serialisation geo:{local} (<{datatype}>): this store reads geo:wktLiteral, "
+            "geo:gmlLiteral, geo:geoJSONLiteral and geo:kmlLiteral"
+        )
+    raise GeometryLiteralError(
+        f"literal of datatype <{datatype}> is not a geometry literal: expected geo:wktLiteral, geo:gmlLiteral, "
+        "geo:geoJSONLiteral or geo:kmlLiteral"
+    )
+
+
+_PARSERS = {
+    WKT_LITERAL: parse_wkt_literal,
+    GML_LITERAL: parse_gml,
+    GEOJSON_LITERAL: parse_geojson,
+    KML_LITERAL: parse_kml,
+}
 
 
 def _num(value: float) -> str:
@@ -350,8 +510,57 @@ def write_gml_envelope(geom: BaseGeometry, crs: str = CRS84) -> str:
     )
 
 
+def write_geojson(geom: BaseGeometry) -> str:
+    """GeoJSON lexical form (RFC 7946, CRS84) of a CRS84 geometry."""
+    return shapely.to_geojson(geom)
+
+
+def _kml_tuples(coords) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(",".join(_num(v) for v in c) for c in coords)
+
+
+def _kml_body(geom: BaseGeometry) -> str:
+    kind = geom.geom_type
+    if geom.is_empty and kind != "GeometryCollection":
+        return f"<{kind if kind in _KML_GEOMETRIES else 'MultiGeometry'}/>"
+    if kind == "Point":
+        return f"<Point><coordinates>{_kml_tuples(geom.coords)}</coordinates></Point>"
+    if kind in ("LineString", "LinearRing"):
+        return f"<{kind}><coordinates>{_kml_tuples(geom.coords)}</coordinates></{kind}>"
+    if kind == "Polygon":
+        inner = "".join(
+            f"<innerBoundaryIs><LinearRing><coordinates>{_kml_tuples(r.coords)}</coordinates></LinearRing>"
+            "</innerBoundaryIs>" for r in geom.interiors
+        )
+        return (f"<Polygon><outerBoundaryIs><LinearRing><coordinates>{_kml_tuples(geom.exterior.coords)}"
+                f"</coordinates></LinearRing></outerBoundaryIs>{inner}</Polygon>")
+    return "<MultiGeometry>" + "".join(_kml_body(g) for g in geom.geoms) + "</MultiGeometry>"  # type: ignore[attr-defined]
+
+
+def write_kml(geom: BaseGeometry) -> str:
+    """KML 2.2 geometry element (``lon,lat[,alt]`` coordinates, CRS84) of a CRS84 geometry."""
+    return re.sub(r"^<(\w+)", rf'<\1 xmlns="{KML_NS}"', _kml_body(geom), count=1)
+
+
+def write_as(geom: BaseGeometry, kind: str, crs: str = CRS84, *, explicit_crs: bool = True) -> tuple[str, str]:
+    """Lexical form and datatype of a CRS84 geometry in serialisation ``kind`` (GeoJSON and KML: always CRS84).
+
+    Raises
+    ------
+    GeometryLiteralError
+        If ``kind`` is not one of :data:`KINDS`.
+    """
+    if kind == "gml":
+        return write_gml(geom, crs), GML_LITERAL
+    if kind == "wkt":
+        return write_wkt(geom, crs, explicit_crs=explicit_crs), WKT_LITERAL
+    if kind == "geojson":
+        return write_geojson(geom), GEOJSON_LITERAL
+    if kind == "kml":
+        return write_kml(geom), KML_LITERAL
+    raise GeometryLiteralError(f"unknown serialisation {kind!r}: expected one of {', '.join(KINDS)}")
+
+
 def write_literal(geom: BaseGeometry, like: GeoValue) -> tuple[str, str]:
     """Lexical form and datatype of ``geom`` written as ``like`` was (same kind and CRS)."""
-    if like.kind == "gml":
-        return write_gml(geom, like.crs), GML_LITERAL
-    return write_wkt(geom, like.crs, explicit_crs=like.explicit_crs), WKT_LITERAL
+    return write_as(geom, like.kind, like.crs, explicit_crs=like.explicit_crs)

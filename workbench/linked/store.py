@@ -50,13 +50,13 @@ from workbench.linked.rewrite import (
 )
 from workbench.linked.spatial_index import ID_PREFIX, INDEX_GRAPH, LIT_PREDICATE, SpatialIndex
 from workbench.linked.geometry import parse_literal
-from workbench.linked.vocab import GML_LITERAL, PREFIXES, RDFS, WKT_LITERAL
+from workbench.linked.vocab import DGGS_LITERAL, GEOMETRY_LITERALS, PREFIXES, RDFS
 
 __all__ = ["GeoStore", "QuerySyntaxError", "FORMATS", "with_default_prefixes"]
 
 log = logging.getLogger(__name__)
 
-_GEO_DATATYPES = frozenset({WKT_LITERAL, GML_LITERAL})
+_GEO_DATATYPES = frozenset(GEOMETRY_LITERALS)  # WKT, GML, GeoJSON, KML (GeoSPARQL 1.1)
 _INDEX_GRAPH = ox.NamedNode(INDEX_GRAPH)
 _LIT = ox.NamedNode(LIT_PREDICATE)
 _INDEXABLE = frozenset(geosparql.RELATIONS) - geosparql.DISJOINT_RELATIONS
@@ -89,7 +89,7 @@ _ENTAILMENT = (
 _PARSER = ox.Store()  # empty: parses queries (syntax check) at no evaluation cost
 
 
-_GEO_SUFFIXES = (f"^^<{WKT_LITERAL}>".encode(), f"^^<{GML_LITERAL}>".encode())
+_GEO_SUFFIXES = tuple(f"^^<{datatype}>".encode() for datatype in GEOMETRY_LITERALS)
 _ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
 _ESCAPES = {"t": "\t", "b": "\b", "n": "\n", "r": "\r", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
 
@@ -108,7 +108,7 @@ def _geometry_literals(chunk: bytes) -> list[tuple[str, str]]:
     if b"geosparql#" not in chunk:
         return found
     for line in chunk.split(b"\n"):
-        for suffix, datatype in zip(_GEO_SUFFIXES, (WKT_LITERAL, GML_LITERAL)):
+        for suffix, datatype in zip(_GEO_SUFFIXES, GEOMETRY_LITERALS):
             end = line.rfind(suffix)
             if end > 0 and line[end - 1 : end] == b'"':
                 start = line.find(b'"')
@@ -124,7 +124,7 @@ _DECLARED = re.compile(r"(?i)\bPREFIX\s+([\w.-]*):")
 
 
 def check_geometry_constants(query: str) -> None:
-    """Refuse a query whose constant ``geo:wktLiteral``/``geo:gmlLiteral`` cannot be parsed.
+    """Refuse a query whose constant geometry literal (WKT, GML, GeoJSON, KML, DGGS) cannot be parsed.
 
     A malformed geometry in the data stays a SPARQL expression error (the
     binding is unbound), but one written in the query is the user's mistake:
@@ -137,13 +137,12 @@ def check_geometry_constants(query: str) -> None:
     """
     from workbench.linked.geometry import GeometryLiteralError, parse_literal
     from workbench.linked.rewrite import typed_literals
-    from workbench.linked.vocab import GML_LITERAL, WKT_LITERAL
 
-    for lexical, datatype, offset in typed_literals(query, frozenset({WKT_LITERAL, GML_LITERAL})):
+    for lexical, datatype, offset in typed_literals(query, frozenset({*GEOMETRY_LITERALS, DGGS_LITERAL})):
         try:
             parse_literal(lexical, datatype)
         except GeometryLiteralError as exc:
-            kind = "geo:wktLiteral" if datatype == WKT_LITERAL else "geo:gmlLiteral"
+            kind = "geo:" + datatype.rsplit("#", 1)[-1]
             raise QuerySyntaxError(f"invalid {kind} {lexical[:80]!r} at offset {offset} of the query: {exc}") from None
 
 
@@ -206,6 +205,7 @@ class GeoStore:
         self.query_rewrite = query_rewrite
         self.index = SpatialIndex()
         self._functions = geosparql.custom_functions()
+        self._aggregates = geosparql.custom_aggregate_functions()  # GeoSPARQL 1.1 spatial aggregates
         self._write_lock = threading.RLock()
         self._restore_index()
 
@@ -257,7 +257,7 @@ class GeoStore:
             scan = (
                 f"SELECT DISTINCT ?o WHERE {{ {{ ?s ?p ?o }} UNION {{ GRAPH ?g {{ ?s ?p ?o }} "
                 f"FILTER(?g != <{INDEX_GRAPH}>) }} FILTER(isLiteral(?o) && "
-                f"(datatype(?o) = <{WKT_LITERAL}> || datatype(?o) = <{GML_LITERAL}>)) }}"
+                f"datatype(?o) IN ({', '.join(f'<{d}>' for d in GEOMETRY_LITERALS)})) }}"
             )
             current = {(row[0].value, row[0].datatype.value) for row in self._store.query(scan)}
             known = self.index.keys()
@@ -515,16 +515,18 @@ class GeoStore:
             graphs["named_graphs"] = self.user_graphs()
         geosparql.set_deadline(time.monotonic() + timeout if timeout else None)
         try:
-            return self._store.query(text, custom_functions=self._functions, base_iri=base_iri, **graphs)
+            return self._store.query(text, custom_functions=self._functions, base_iri=base_iri,
+                                     custom_aggregate_functions=self._aggregates, **graphs)
         except SyntaxError as exc:  # the rewriter misread the query: run it as written
             log.warning("query rewrite skipped (%s)", exc)
             return self._store.query(query, custom_functions=self._functions, base_iri=base_iri,
-                                     named_graphs=self.user_graphs())
+                                     custom_aggregate_functions=self._aggregates, named_graphs=self.user_graphs())
 
     def _check_syntax(self, query: str, base_iri: str | None) -> None:
         self._check_functions(query)
         try:
-            _PARSER.query(query, base_iri=base_iri, custom_functions=self._functions)
+            _PARSER.query(query, base_iri=base_iri, custom_functions=self._functions,
+                          custom_aggregate_functions=self._aggregates)
         except SyntaxError as exc:
             raise QuerySyntaxError(str(exc)) from exc
         except RuntimeError as exc:  # pyoxigraph: "The custom function <...> is not supported"
@@ -547,7 +549,7 @@ class GeoStore:
         from workbench.linked.rewrite import function_calls
         from workbench.linked.vocab import GEOF
 
-        known = {f.value for f in self._functions}
+        known = {f.value for f in self._functions} | {f.value for f in self._aggregates}
         for iri, offset in function_calls(query):
             if iri.startswith(GEOF) and iri not in known:
                 names = ", ".join(sorted(k[len(GEOF):] for k in known))
@@ -575,7 +577,8 @@ class GeoStore:
         update = with_default_prefixes(update)
         with self._write_lock:
             try:
-                self._store.update(update, custom_functions=self._functions, base_iri=base_iri)
+                self._store.update(update, custom_functions=self._functions, base_iri=base_iri,
+                                   custom_aggregate_functions=self._aggregates)
             except SyntaxError as exc:
                 raise QuerySyntaxError(str(exc)) from exc
             self._entail()

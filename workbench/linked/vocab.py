@@ -1,4 +1,4 @@
-"""IRIs of the vocabularies the linked-data layer uses (GeoSPARQL 1.0, units, CRSs, workbench ontologies)."""
+"""IRIs of the vocabularies the linked-data layer uses (GeoSPARQL 1.0/1.1, units, CRSs, workbench ontologies)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ __all__ = [
     "RDFS",
     "WKT_LITERAL",
     "GML_LITERAL",
+    "GEOJSON_LITERAL",
+    "KML_LITERAL",
+    "DGGS_LITERAL",
+    "GEOMETRY_LITERALS",
+    "QUDT_UNIT",
     "CRS84",
     "EPSG_PREFIX",
     "TOPOLOGY_RELATIONS",
@@ -30,6 +35,12 @@ RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 RDFS = "http://www.w3.org/2000/01/rdf-schema#"
 WKT_LITERAL = GEO + "wktLiteral"
 GML_LITERAL = GEO + "gmlLiteral"
+GEOJSON_LITERAL = GEO + "geoJSONLiteral"
+KML_LITERAL = GEO + "kmlLiteral"
+DGGS_LITERAL = GEO + "dggsLiteral"
+#: The geometry literal datatypes the store parses (GeoSPARQL 1.1 serialisations except DGGS).
+GEOMETRY_LITERALS: tuple[str, ...] = (WKT_LITERAL, GML_LITERAL, GEOJSON_LITERAL, KML_LITERAL)
+QUDT_UNIT = "http://qudt.org/vocab/unit/"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_PREFIX = "http://www.opengis.net/def/crs/EPSG/0/"
 POLAR = "http://extremeearth.eu/ontology/polar#"
@@ -49,6 +60,7 @@ PREFIXES: dict[str, str] = {
     "geof": GEOF,
     "sf": SF,
     "uom": UOM,
+    "unit": QUDT_UNIT,
     "xsd": XSD,
     "rdf": RDF,
     "rdfs": RDFS,
