@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="key that updates must present (default: $WORKBENCH_SPARQL_API_KEY; none: read-only)")
     serve.add_argument("--timeout", type=float, default=30.0, help="query time limit, seconds")
     serve.add_argument("--result-limit", type=int, default=100_000, help="most rows per answer")
+    serve.add_argument("--no-geosparql", action="store_true",
+                       help="serve a plain SPARQL endpoint: refuse geof: functions (a federation member)")
     serve.set_defaults(func=_serve)
 
     load = sub.add_parser("load", help="load RDF files into the store")
@@ -57,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from workbench.linked.store import GeoStore
 
-    return GeoStore(args.store, entailment=args.entailment, query_rewrite=not args.no_query_rewrite)
+    return GeoStore(args.store, entailment=args.entailment, query_rewrite=not args.no_query_rewrite,
+                    geosparql=not getattr(args, "no_geosparql", False))
 
 
 def _serve(args: argparse.Namespace) -> int:

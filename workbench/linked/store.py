@@ -86,6 +86,7 @@ _ENTAILMENT = (
 )
 
 
+_geof = geosparql  # the module (GeoStore's ``geosparql`` argument is a flag)
 _PARSER = ox.Store()  # empty: parses queries (syntax check) at no evaluation cost
 
 
@@ -184,10 +185,14 @@ class GeoStore:
         derived from the geometries) or, when ``False``, from the asserted triples only
         (the topology vocabulary extension alone, Req. 4-6). The default for
         :meth:`query`'s ``rewrite`` argument.
+    geosparql
+        Whether the ``geof:`` functions are evaluated; ``False`` makes a plain SPARQL store
+        (a query calling a ``geof:`` function is refused, topological properties are answered
+        from asserted triples only): a member a federator must fill the functions in for.
     """
 
     def __init__(self, path: str | Path | None = None, *, entailment: str = "subclass",
-                 query_rewrite: bool = True) -> None:
+                 query_rewrite: bool = True, geosparql: bool = True) -> None:
         if entailment not in ("subclass", "rdfs", "none"):
             raise DataError(f"unknown entailment {entailment!r}: expected 'subclass', 'rdfs' or 'none'")
         if not isinstance(query_rewrite, bool):
@@ -202,10 +207,11 @@ class GeoStore:
         except OSError as exc:
             raise StorageError(f"cannot open the RDF store at {self.path}: {exc}") from exc
         self.entailment = entailment
-        self.query_rewrite = query_rewrite
+        self.query_rewrite = query_rewrite and geosparql
+        self.geosparql = geosparql
         self.index = SpatialIndex()
-        self._functions = geosparql.custom_functions()
-        self._aggregates = geosparql.custom_aggregate_functions()  # GeoSPARQL 1.1 spatial aggregates
+        self._functions = _geof.custom_functions() if geosparql else {}
+        self._aggregates = _geof.custom_aggregate_functions() if geosparql else {}  # GeoSPARQL 1.1 spatial aggregates
         self._write_lock = threading.RLock()
         self._restore_index()
 
