@@ -1,0 +1,217 @@
+"""Run a :class:`~workbench.linked.federation.planner.BGPPlan`: sub-queries, bind joins, hash and spatial joins.
+
+The federator's side of a basic graph pattern, over :class:`~workbench.linked.federation.client.Table`
+rows of rdflib terms. Sub-queries to different members (and the blocks of a bind
+join) run in parallel threads. FILTER conjuncts a member could not evaluate are
+evaluated here: spatial tests vectorised (:mod:`workbench.linked.federation.spatial`),
+anything else row by row with rdflib's expression evaluator (the ``geof:`` functions
+are registered with it, :mod:`workbench.linked.federation.functions`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rdflib import BNode, Variable
+from rdflib.plugins.sparql.evalutils import _ebv
+from rdflib.plugins.sparql.sparql import FrozenBindings, QueryContext
+
+from workbench.linked.federation.client import MemberClient, Table
+from workbench.linked.federation.errors import MemberError
+from workbench.linked.federation.expressions import variables_of
+from workbench.linked.federation.planner import BGPPlan, Unit
+from workbench.linked.federation.spatial import (
+    SpatialTest,
+    evaluate_constant,
+    evaluate_pairs,
+    join_pairs,
+    parse_geometries,
+    spatial_test,
+)
+from workbench.linked.federation.terms import to_sparql
+
+__all__ = ["LATENCY_S", "ROW_S", "Runner", "cross_join", "hash_join"]
+
+log = logging.getLogger(__name__)
+
+#: cost model of the bind-join choice: seconds per request, seconds per row transferred
+LATENCY_S = 0.01
+ROW_S = 20e-6
+
+
+def hash_join(a: Table, b: Table) -> Table:
+    """Natural join of two tables of complete rows (every variable bound)."""
+    shared = [v for v in a.variables if v in b.variables]
+    if not shared:
+        return cross_join(a, b)
+    ia = [a.variables.index(v) for v in shared]
+    ib = [b.variables.index(v) for v in shared]
+    extra = [k for k, v in enumerate(b.variables) if v not in shared]
+    index: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in b.rows:
+        index.setdefault(tuple(row[k] for k in ib), []).append(tuple(row[k] for k in extra))
+    rows = [ra + rb for ra in a.rows for rb in index.get(tuple(ra[k] for k in ia), ())]
+    return Table(a.variables + tuple(b.variables[k] for k in extra), rows)
+
+
+def cross_join(a: Table, b: Table) -> Table:
+    """Cross product of two tables."""
+    return Table(a.variables + b.variables, [ra + rb for ra in a.rows for rb in b.rows])
+
+
+@dataclass
+class Runner:
+    """The state of one federated query: clients, caches, warnings (partial answers), request pool."""
+
+    clients: dict[str, MemberClient]
+    bind_join_block: int = 50
+    partial: bool = False
+    naive: bool = False
+    warnings: list[str] = field(default_factory=list)
+    geometries: dict[Any, Any] = field(default_factory=dict)
+    bgp_cache: dict[int, Table] = field(default_factory=dict)
+    pool: ThreadPoolExecutor | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------ requests
+
+    def _select(self, member: str, query: str) -> Table | None:
+        try:
+            return self.clients[member].select(query)
+        except MemberError as exc:
+            if not self.partial:
+                raise
+            with self._lock:
+                if str(exc) not in self.warnings:
+                    self.warnings.append(str(exc))
+            log.warning("partial answer: %s", exc)
+            return None
+
+    def _parallel(self, calls: list[tuple[str, str]]) -> list[tuple[str, Table | None]]:
+        if len(calls) <= 1 or self.pool is None:
+            return [(m, self._select(m, q)) for m, q in calls]
+        futures = [(m, self.pool.submit(self._select, m, q)) for m, q in calls]
+        return [(m, f.result()) for m, f in futures]
+
+    def fetch(self, unit: Unit, ctx: QueryContext, values: Table | None = None) -> Table:
+        """The unit's solutions from all its sources (with ``values`` shipped as VALUES blocks)."""
+        variables = tuple(sorted(unit.variables, key=str))
+        head = " ".join(to_sparql(v) for v in variables)
+        blocks = [""]
+        if values is not None:
+            names = " ".join(to_sparql(v) for v in values.variables)
+            size = max(1, self.bind_join_block)
+            blocks = [
+                f"VALUES ({names}) {{ " + " ".join("(" + " ".join(t.n3() for t in row) + ")"
+                                                  for row in values.rows[i : i + size]) + " } "
+                for i in range(0, len(values.rows), size)
+            ]
+        calls = []
+        for member in unit.sources:
+            body = " ".join(p.text() for p in unit.patterns) if self.naive else unit.body(member)
+            calls.extend((member, f"SELECT {head} WHERE {{ {block}{body} }}") for block in blocks)
+        rows: list[tuple[Any, ...]] = []
+        by_member: dict[str, list[tuple[Any, ...]]] = {}
+        for member, table in self._parallel(calls):
+            if table is None:
+                continue
+            order = [table.variables.index(v) if v in table.variables else None for v in variables]
+            got = [tuple(r[k] if k is not None else None for k in order) for r in table.rows]
+            by_member.setdefault(member, []).extend(got)
+        for member, got in by_member.items():
+            todo = [c for c in unit.local if self.naive or c not in unit.pushed.get(member, [])]
+            rows.extend(self.apply(Table(variables, got), todo, ctx).rows)
+        return Table(variables, rows)
+
+    # ------------------------------------------------------------ filters
+
+    def apply(self, table: Table, conjs: list[Any], ctx: QueryContext) -> Table:
+        """``table`` filtered by conjuncts over its variables (spatial tests vectorised, others row by row)."""
+        for c in conjs:
+            if not table.rows:
+                return table
+            test = spatial_test(c)
+            if test is not None and all(v in table.variables for v in test.variables):
+                mask = self._spatial_mask(test, table)
+            else:
+                mask = np.array([self._holds(c, table.variables, r, ctx) for r in table.rows], dtype=bool)
+            table = Table(table.variables, [r for r, keep in zip(table.rows, mask) if keep])
+        return table
+
+    def _column(self, table: Table, v: Variable) -> np.ndarray:
+        k = table.variables.index(v)
+        return parse_geometries([r[k] for r in table.rows], self.geometries)
+
+    def _spatial_mask(self, test: SpatialTest, table: Table) -> np.ndarray:
+        if test.constant is not None:
+            return evaluate_constant(test, self._column(table, test.left or test.right))  # type: ignore[arg-type]
+        return evaluate_pairs(test, self._column(table, test.left), self._column(table, test.right))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _holds(expr: Any, variables: tuple[Variable, ...], row: tuple[Any, ...], ctx: QueryContext) -> bool:
+        bindings = {v: t for v, t in zip(variables, row) if t is not None}
+        return bool(_ebv(expr, FrozenBindings(ctx, bindings)))
+
+    # ------------------------------------------------------------ a whole BGP
+
+    def run(self, plan: BGPPlan, ctx: QueryContext) -> Table:
+        """The solutions of a planned BGP with its FILTER conjuncts."""
+        if plan.empty:
+            variables = tuple(sorted(set().union(*(u.variables for u in plan.units)) if plan.units else set(), key=str))
+            return Table(variables, [])
+        done: set[int] = set()
+        for unit in plan.units:  # conjuncts handled inside a unit (pushed or applied on its rows)
+            for c in unit.local + [c for cs in unit.pushed.values() for c in cs]:
+                if all(c in unit.pushed.get(m, []) or c in unit.local for m in unit.sources):
+                    done.add(id(c))
+        acc: Table | None = None
+        for unit in plan.units:
+            if acc is None:
+                acc = self.fetch(unit, ctx)
+            else:
+                acc = self._join(acc, unit, plan, ctx, done)
+            todo = [c for c in plan.conjuncts if id(c) not in done and variables_of(c) and
+                    variables_of(c) <= set(acc.variables)]
+            acc = self.apply(acc, todo, ctx)
+            done |= {id(c) for c in todo}
+            if not acc.rows:
+                break
+        if acc is None:
+            acc = Table((), [()])
+        rest = [c for c in plan.conjuncts if id(c) not in done]
+        return self.apply(acc, rest, ctx)
+
+    def _join(self, acc: Table, unit: Unit, plan: BGPPlan, ctx: QueryContext, done: set[int]) -> Table:
+        shared = [v for v in acc.variables if v in unit.variables]
+        if shared:
+            idx = [acc.variables.index(v) for v in shared]
+            keys = list(dict.fromkeys(tuple(r[k] for k in idx) for r in acc.rows))
+            blocks = math.ceil(len(keys) / max(1, self.bind_join_block))
+            bind_cost = blocks * len(unit.sources) * LATENCY_S
+            fetch_cost = len(unit.sources) * LATENCY_S + unit.estimate * ROW_S
+            bnodes = any(isinstance(t, BNode) for key in keys for t in key)
+            if not self.naive and not bnodes and bind_cost <= fetch_cost:
+                right = self.fetch(unit, ctx, Table(tuple(shared), keys))
+            else:
+                right = self.fetch(unit, ctx)
+            return hash_join(acc, right)
+        right = self.fetch(unit, ctx)
+        for test in plan.spatial:
+            if id(test.expr) in done or test.left is None or test.right is None:
+                continue
+            if test.left in acc.variables and test.right in right.variables:
+                ia, ib = join_pairs(test, self._column(acc, test.left), self._column(right, test.right))
+            elif test.right in acc.variables and test.left in right.variables:
+                ib, ia = join_pairs(test, self._column(right, test.left), self._column(acc, test.right))
+            else:
+                continue
+            done.add(id(test.expr))
+            return Table(acc.variables + right.variables,
+                         [acc.rows[i] + right.rows[j] for i, j in zip(ia.tolist(), ib.tolist())])
+        return cross_join(acc, right)
