@@ -132,13 +132,21 @@ def write_validation_rdf(
     return files
 
 
-def load_stores(files: Mapping[str, Sequence[str | Path]]) -> dict[str, "GeoStore"]:
-    """One in-memory GeoStore per source, each holding that source's files."""
+def load_stores(files: Mapping[str, Sequence[str | Path]], *, plain: Iterable[str] = ()) -> dict[str, "GeoStore"]:
+    """One in-memory GeoStore per source, each holding that source's files.
+
+    Sources named in ``plain`` get a store without the GeoSPARQL functions (a plain
+    SPARQL member: the federator evaluates ``geof:`` functions for it).
+    """
     from workbench.linked.store import GeoStore
 
+    plain = set(plain)
+    unknown = plain - set(files)
+    if unknown:
+        raise ValidationError(f"plain names unknown source(s) {sorted(unknown)}; sources: {sorted(files)}")
     stores = {}
     for name, paths in files.items():
-        store = GeoStore(entailment="none")
+        store = GeoStore(entailment="none", geosparql=name not in plain)
         for path in paths:
             store.load(path, progress=False)
         stores[name] = store
