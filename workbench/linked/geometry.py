@@ -392,7 +392,11 @@ def parse_kml(lexical: str) -> GeoValue:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise GeometryLiteralError(f"malformed KML literal {lexical[:80]!r}: {exc}") from exc
-    return GeoValue(_kml_geometry(root), CRS84, "kml", False)
+    try:
+        geom = _kml_geometry(root)
+    except (ValueError, TypeError, IndexError, shapely.errors.GEOSException) as exc:
+        raise GeometryLiteralError(f"invalid KML geometry {lexical[:80]!r}: {exc}") from exc
+    return GeoValue(geom, CRS84, "kml", False)
 
 
 @lru_cache(maxsize=200_000)
@@ -451,22 +455,23 @@ def write_wkt(geom: BaseGeometry, crs: str = CRS84, *, explicit_crs: bool = True
 
 
 def _pos_list(coords) -> str:  # type: ignore[no-untyped-def]
-    return " ".join(f"{_num(c[0])} {_num(c[1])}" for c in coords)
+    return " ".join(" ".join(_num(v) for v in c) for c in coords)
 
 
 def _gml_body(geom: BaseGeometry, srs_attr: str) -> str:
     kind = geom.geom_type
+    pos_list = '<gml:posList srsDimension="3">' if geom.has_z else "<gml:posList>"  # Z kept (GML 3)
     if kind == "Point":
         return f"<gml:Point{srs_attr}><gml:pos>{_pos_list(geom.coords)}</gml:pos></gml:Point>"
     if kind in ("LineString", "LinearRing"):
-        return f"<gml:LineString{srs_attr}><gml:posList>{_pos_list(geom.coords)}</gml:posList></gml:LineString>"
+        return f"<gml:LineString{srs_attr}>{pos_list}{_pos_list(geom.coords)}</gml:posList></gml:LineString>"
     if kind == "Polygon":
         inner = "".join(
-            f"<gml:interior><gml:LinearRing><gml:posList>{_pos_list(r.coords)}</gml:posList></gml:LinearRing></gml:interior>"
+            f"<gml:interior><gml:LinearRing>{pos_list}{_pos_list(r.coords)}</gml:posList></gml:LinearRing></gml:interior>"
             for r in geom.interiors
         )
         return (
-            f"<gml:Polygon{srs_attr}><gml:exterior><gml:LinearRing><gml:posList>{_pos_list(geom.exterior.coords)}"
+            f"<gml:Polygon{srs_attr}><gml:exterior><gml:LinearRing>{pos_list}{_pos_list(geom.exterior.coords)}"
             f"</gml:posList></gml:LinearRing></gml:exterior>{inner}</gml:Polygon>"
         )
     members = "".join(_gml_body(g, "") for g in geom.geoms)  # type: ignore[attr-defined]
