@@ -50,9 +50,10 @@ from workbench.linked.rewrite import (
 )
 from workbench.linked.spatial_index import ID_PREFIX, INDEX_GRAPH, LIT_PREDICATE, SpatialIndex
 from workbench.linked.geometry import parse_literal
+from workbench.linked.query_plan import PlanCache, QueryPlan, data_graphs, run_plan
 from workbench.linked.vocab import DGGS_LITERAL, GEOMETRY_LITERALS, PREFIXES, RDFS
 
-__all__ = ["GeoStore", "QuerySyntaxError", "FORMATS", "with_default_prefixes"]
+__all__ = ["GeoStore", "QuerySyntaxError", "FORMATS", "with_default_prefixes", "QueryPlan", "run_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,9 @@ class GeoStore:
         self._functions = _geof.custom_functions() if geosparql else {}
         self._aggregates = _geof.custom_aggregate_functions() if geosparql else {}  # GeoSPARQL 1.1 spatial aggregates
         self._write_lock = threading.RLock()
+        self._plans = PlanCache()
+        self.generation = 0
+        """Counts the writes: a query plan (index answers included) holds for one generation."""
         self._restore_index()
 
     # ------------------------------------------------------------------ state
@@ -230,12 +234,14 @@ class GeoStore:
 
     def user_graphs(self) -> list[ox.NamedNode | ox.BlankNode]:
         """Named graphs holding data (the index graph excluded)."""
-        return [g for g in self._store.named_graphs() if g != _INDEX_GRAPH]
+        return data_graphs(self._store)
 
     def flush(self) -> None:
-        """Write pending changes to disk."""
+        """Write pending changes to disk; every write ends here, so it also starts a new :attr:`generation`."""
         if self.path is not None:
             self._store.flush()
+        self._plans.clear()
+        self.generation += 1
 
     def _restore_index(self) -> None:
         entries = []
@@ -509,24 +515,38 @@ class GeoStore:
         QuerySyntaxError
             If the query is malformed (the parser's message).
         """
-        query = with_default_prefixes(query)
-        self._check_syntax(query, base_iri)
+        plan = self.plan(query, use_index=use_index, rewrite=rewrite, base_iri=base_iri)
+        return run_plan(self._store, plan, functions=self._functions, aggregates=self._aggregates,
+                        deadline=time.monotonic() + timeout if timeout else None)
+
+    def plan(self, query: str, *, use_index: bool = True, rewrite: bool | None = None,
+             base_iri: str | None = None) -> QueryPlan:
+        """Check and prepare ``query`` once: what :func:`run_plan` hands pyoxigraph.
+
+        Plans are cached by query text until the next write (:attr:`generation`), so a
+        repeated query costs a dictionary look-up before evaluation.
+
+        Raises
+        ------
+        QuerySyntaxError
+            If the query is malformed (the parser's message), names an unknown ``geof:``
+            function or holds a malformed geometry constant.
+        """
+        key = (query, use_index, rewrite, base_iri)
+        cached = self._plans.get(key, self.generation)
+        if cached is not None:
+            return cached
+        generation = self.generation
+        written = with_default_prefixes(query)
+        self._check_syntax(written, base_iri)
         try:
-            text, uses_index = self.prepare(query, use_index=use_index, rewrite=rewrite)
+            text, uses_index = self.prepare(written, use_index=use_index, rewrite=rewrite)
         except Exception as exc:  # noqa: BLE001 - the index step is an optimisation: fall back, still correct
             log.warning("spatial index not used for this query: %s", exc)
-            text, uses_index = self.prepare(query, use_index=False, rewrite=rewrite)
-        graphs: dict[str, Any] = {}
-        if not uses_index:
-            graphs["named_graphs"] = self.user_graphs()
-        geosparql.set_deadline(time.monotonic() + timeout if timeout else None)
-        try:
-            return self._store.query(text, custom_functions=self._functions, base_iri=base_iri,
-                                     custom_aggregate_functions=self._aggregates, **graphs)
-        except SyntaxError as exc:  # the rewriter misread the query: run it as written
-            log.warning("query rewrite skipped (%s)", exc)
-            return self._store.query(query, custom_functions=self._functions, base_iri=base_iri,
-                                     custom_aggregate_functions=self._aggregates, named_graphs=self.user_graphs())
+            text, uses_index = self.prepare(written, use_index=False, rewrite=rewrite)
+        plan = QueryPlan(text=text, written=written, uses_index=uses_index, base_iri=base_iri)
+        self._plans.put(key, plan, generation)
+        return plan
 
     def _check_syntax(self, query: str, base_iri: str | None) -> None:
         self._check_functions(query)
