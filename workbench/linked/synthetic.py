@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 
-__all__ = ["hexagons", "generate", "to_ntriples", "write_sample_products", "SYN"]
+__all__ = ["hexagons", "generate", "interlink_sets", "interlink_cases", "to_ntriples", "write_sample_products", "SYN"]
 
 SYN = "http://extremeearth.eu/synthetic/"
 UNIVERSE = 90.0
@@ -60,6 +61,99 @@ def generate(n: int, *, seed: int = 0) -> dict[str, gpd.GeoDataFrame]:
             geometry=geoms, crs="EPSG:4326",
         )
     return layers
+
+
+def interlink_sets(n: int, *, seed: int = 0, extent: float = UNIVERSE) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Two geometry sets of ``n`` each for interlinking benchmarks and tests (vectorised).
+
+    The source is a hexagon tiling (land parcels). The target mixes, in a seeded random
+    order: a second hexagon tiling shifted by half a cell (25 %: overlaps, touches), exact copies
+    of source hexagons (5 %: equals), small squares inside or across source cells (20 %: within,
+    overlaps) and road linestrings of 6 vertices (50 %: crosses, within, touches), whose MBRs
+    meet many cells the roads miss (as with the linear features of JedAI-spatial's datasets).
+    Both have ``id`` (0..n-1) and ``EPSG:4326``.
+    """
+    if n <= 0:
+        raise ValueError(f"set size must be positive, got {n}")
+    rng = np.random.default_rng(seed)
+    source = hexagons(n, extent=extent)
+    cell = math.sqrt(extent * extent / n)
+    n_shift, n_copy, n_square = int(0.25 * n), int(0.05 * n), int(0.2 * n)
+    n_road = n - n_shift - n_copy - n_square
+    shifted = shapely.transform(hexagons(max(1, n_shift), extent=extent), lambda xy: xy + [cell / 2, cell / 3])
+    copies = source[rng.choice(n, size=n_copy, replace=False)] if n_copy else np.empty(0, dtype=object)
+    centres = rng.uniform(0, extent, size=(n_square, 2))
+    half = rng.uniform(0.05, 0.3, size=n_square) * cell
+    squares = shapely.box(centres[:, 0] - half, centres[:, 1] - half, centres[:, 0] + half, centres[:, 1] + half)
+    starts = rng.uniform(0, extent, size=(n_road, 2))
+    steps = rng.normal(0, cell * 1.5, size=(n_road, 5, 2)).cumsum(axis=1)
+    roads = shapely.linestrings(np.concatenate([starts[:, None, :], starts[:, None, :] + steps], axis=1))
+    target = np.concatenate([shifted[:n_shift], copies, squares, roads])
+    target = target[rng.permutation(len(target))]
+    frames = tuple(
+        gpd.GeoDataFrame({"id": np.arange(len(g))}, geometry=g, crs="EPSG:4326") for g in (source, target)
+    )
+    return frames[0], frames[1]
+
+
+def interlink_cases(*, seed: int = 0, random_count: int = 30) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Two small geometry sets in ``[0, 10]^2`` with the cases an interlinker gets wrong.
+
+    Points, lines and polygons on both sides; touching squares, identical copies, a polygon
+    with a hole (and geometries in, on and across the hole), multi-geometries whose parts lie
+    far apart, long lines crossing the whole extent (hence every partition boundary), points
+    on vertices and edges, plus ``random_count`` random small polygons, lines and points per
+    side. Ids are strings (``s0``..., ``t0``...); the CRS is ``EPSG:3857`` (planar).
+    """
+    rng = np.random.default_rng(seed)
+    box = shapely.box
+    squares = [box(x, y, x + 2, y + 2) for x in range(0, 10, 2) for y in range(0, 10, 2)]
+    holed = shapely.Polygon([(1, 1), (5, 1), (5, 5), (1, 5)], [[(2, 2), (4, 2), (4, 4), (2, 4)]])
+    source = [
+        *squares,
+        holed,
+        shapely.MultiPolygon([box(0.2, 0.2, 0.8, 0.8), box(9.2, 9.2, 9.8, 9.8)]),
+        shapely.LineString([(0, 0), (10, 10)]),
+        shapely.LineString([(0, 5), (5, 5), (5, 10)]),
+        shapely.Point(2, 2), shapely.Point(3, 3), shapely.Point(7, 1),
+        box(0.5, 0.5, 9.5, 9.5),
+        shapely.MultiLineString([[(0, 9), (1, 9)], [(9, 0), (9, 1)]]),
+        shapely.MultiPoint([(0.5, 9.5), (9.5, 0.5)]),
+    ]
+    target = [
+        squares[0], squares[7], squares[24],  # identical copies
+        box(1, 1, 3, 3), box(5, 5, 7, 7),  # shifted: overlaps
+        box(10, 0, 12, 2), box(-2, 4, 0, 6),  # sharing an edge: touches
+        box(0, 0, 4, 2),  # covering two squares, sharing their edges
+        box(2.5, 2.5, 3.5, 3.5),  # inside the hole
+        box(1.5, 1.5, 2.5, 2.5),  # across the hole's inner ring
+        shapely.Point(3, 3), shapely.Point(2, 2), shapely.Point(1, 1), shapely.Point(6, 6), shapely.Point(5, 5),
+        shapely.Point(4, 7),
+        shapely.LineString([(0, 2), (10, 2)]),  # along square edges
+        shapely.LineString([(0, 10), (10, 0)]),  # crossing the diagonal and everything
+        shapely.LineString([(2, 2), (4, 4)]),  # on the diagonal (overlapping lines)
+        shapely.LineString([(6.5, 6.5), (7.5, 7.5)]),
+        shapely.MultiPoint([(3, 3), (8.5, 8.5)]),
+        shapely.MultiLineString([[(1, 0), (1, 10)], [(8, 3), (9, 3)]]),
+        shapely.MultiPolygon([box(0.3, 0.3, 0.6, 0.6), box(9.3, 9.3, 9.6, 9.6)]),
+        holed,  # identical polygon with a hole
+    ]
+
+    def scatter(count: int) -> list[Any]:
+        centres = rng.uniform(0, 10, size=(count, 2))
+        polys = shapely.buffer(shapely.points(centres), rng.uniform(0.1, 0.8, count), quad_segs=2)
+        starts = rng.uniform(0, 10, size=(count, 2))
+        lines = shapely.linestrings(np.stack([starts, starts + rng.normal(0, 1.5, size=(count, 2))], axis=1))
+        points = shapely.points(np.round(rng.uniform(0, 10, size=(count, 2)) * 2) / 2)  # some on grid lines
+        return [*polys, *lines, *points]
+
+    source += scatter(random_count)
+    target += scatter(random_count)
+    frames = []
+    for prefix, geoms in (("s", source), ("t", target)):
+        frames.append(gpd.GeoDataFrame({"id": [f"{prefix}{i}" for i in range(len(geoms))]},
+                                       geometry=np.asarray(geoms, dtype=object), crs="EPSG:3857"))
+    return frames[0], frames[1]
 
 
 def to_ntriples(layers: dict[str, gpd.GeoDataFrame]) -> str:

@@ -33,15 +33,15 @@ def reference_points(sb: np.ndarray, tb: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.maximum(sb[:, 0], tb[:, 0]), np.maximum(sb[:, 1], tb[:, 1])
 
 
-def _explode(ix0: np.ndarray, iy0: np.ndarray, ix1: np.ndarray, iy1: np.ndarray,
-             grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
-    """(owner row, tile key) for every tile of every box (empty boxes give nothing)."""
+def _explode(ix0: np.ndarray, iy0: np.ndarray, ix1: np.ndarray,
+             iy1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(owner row, tile column, tile row) for every tile of every box (empty boxes give nothing)."""
     nys = np.maximum(iy1 - iy0 + 1, 0)
     counts = np.maximum(ix1 - ix0 + 1, 0) * nys
     owner = np.repeat(np.arange(len(counts)), counts)
     offset = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     rows = nys[owner]
-    return owner, grid.key(ix0[owner] + offset // rows, iy0[owner] + offset % rows)
+    return owner, ix0[owner] + offset // rows, iy0[owner] + offset % rows
 
 
 def _sorted(si: np.ndarray, ti: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,30 +51,39 @@ def _sorted(si: np.ndarray, ti: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def grid_candidates(grid: TileGrid, source_bounds: np.ndarray, target_bounds: np.ndarray, *,
                     chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs ``(source rows, target rows)`` by the equigrid, the target streamed ``chunk`` rows at a time."""
+    """Candidate pairs ``(source rows, target rows)`` by the equigrid, the target streamed ``chunk`` rows at a time.
+
+    A pair is kept in the tile of its reference point only: as ``floor`` is monotone, that
+    tile is ``(max(ix0_s, ix0_t), max(iy0_s, iy0_t))`` of the two MBRs' first tiles.
+    """
     if len(source_bounds) == 0 or len(target_bounds) == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    owner, keys = _explode(*grid.ranges(source_bounds), grid)
+    sx0, sy0, sx1, sy1 = grid.ranges(source_bounds)
+    owner, ix, iy = _explode(sx0, sy0, sx1, sy1)
+    keys = grid.key(ix, iy)
     order = np.argsort(keys, kind="stable")
     skeys, sowner = keys[order], owner[order]
     found_s: list[np.ndarray] = []
     found_t: list[np.ndarray] = []
     for start in range(0, len(target_bounds), chunk):
         tb = target_bounds[start:start + chunk]
-        towner, tkeys = _explode(*grid.ranges(tb, clip=True), grid)
+        tx0, ty0, tx1, ty1 = grid.ranges(tb)
+        towner, tix, tiy = _explode(np.maximum(tx0, 0), np.maximum(ty0, 0),
+                                    np.minimum(tx1, grid.nx - 1), np.minimum(ty1, grid.ny - 1))
+        tkeys = grid.key(tix, tiy)
         lo = np.searchsorted(skeys, tkeys, side="left")
         hits = np.searchsorted(skeys, tkeys, side="right") - lo
         keep = hits > 0
-        lo, hits, towner, tkeys = lo[keep], hits[keep], towner[keep], tkeys[keep]
+        lo, hits, towner, tix, tiy = lo[keep], hits[keep], towner[keep], tix[keep], tiy[keep]
         total = int(hits.sum())
         within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(hits) - hits, hits)
         s = sowner[np.repeat(lo, hits) + within]
         t = np.repeat(towner, hits)
-        tile = np.repeat(tkeys, hits)
-        sb, tbp = source_bounds[s], tb[t]
-        rx, ry = reference_points(sb, tbp)
-        keep = (tile == grid.key(grid.ix(rx), grid.iy(ry))) & mbr_intersects(sb, tbp)
+        # reference tile: the one tile of the pair that reports it
+        keep = (np.repeat(tix, hits) == np.maximum(sx0[s], tx0[t])) & (np.repeat(tiy, hits) == np.maximum(sy0[s], ty0[t]))
+        s, t = s[keep], t[keep]
+        keep = mbr_intersects(source_bounds[s], tb[t])
         found_s.append(s[keep])
         found_t.append(t[keep] + start)
     return _sorted(np.concatenate(found_s), np.concatenate(found_t))
