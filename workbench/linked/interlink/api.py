@@ -112,7 +112,7 @@ def interlink(source: Any, target: Any, *, relations: list[str] | tuple[str, ...
     budget = check_budget(budget)
     if weighting is not None and budget is None:
         raise InterlinkError(f"weighting {weighting!r} orders pairs under a budget: give budget=N too")
-    schemes = parse_weighting(weighting or "chi2*mbro") if budget is not None else None
+    schemes = parse_weighting("chi2*mbro" if weighting is None else weighting) if budget is not None else None
     if filter not in FILTERS:
         raise InterlinkError(f"unknown filter {filter!r}: expected one of {', '.join(FILTERS)}")
     if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, (int, np.integer))
