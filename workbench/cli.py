@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "workbench.sentinel1.cli",
     "workbench.sentinel2.cli",
     "workbench.linked.cli",
+    "workbench.linked.interlink.cli",
     "workbench.serving.cli",
     "workbench.processors.cli",
 )
