@@ -47,6 +47,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     query.add_argument("--no-index", action="store_true", help="evaluate spatial FILTERs without the index")
     query.set_defaults(func=_query)
 
+    fed = sub.add_parser("federate", help="serve one SPARQL endpoint over member endpoints (federated GeoSPARQL), "
+                         "or explain / run a federated query")
+    fed.add_argument("--member", action="append", required=True, metavar="NAME=URL",
+                     help="a member endpoint (repeat for each member)")
+    fed.add_argument("--host", default="127.0.0.1")
+    fed.add_argument("--port", type=int, default=8895)
+    fed.add_argument("--timeout", type=float, default=30.0, help="seconds one request to a member may take")
+    fed.add_argument("--query-timeout", type=float, default=60.0, help="seconds a federated query may take")
+    fed.add_argument("--partial", action="store_true",
+                     help="answer without a member that is down or times out (the answer is marked partial)")
+    fed.add_argument("--bind-join-block", type=int, default=50, help="bindings per VALUES block of a bind join")
+    fed.add_argument("--result-limit", type=int, default=100_000, help="most rows per answer")
+    fed.add_argument("--metadata-dir", default="workbench-data/federation-metadata",
+                     help="where member metadata is cached (refreshed after a day)")
+    fed.add_argument("--refresh", action="store_true", help="probe the members' metadata again first")
+    what = fed.add_mutually_exclusive_group()
+    what.add_argument("--explain", metavar="QUERY", help="print the plan of a query (text or @file) and exit")
+    what.add_argument("--query", metavar="QUERY", help="run one query (text or @file), print CSV and exit")
+    fed.set_defaults(func=_federate)
+
     mapping = sub.add_parser("map", help="map a vector file to RDF with an RML mapping")
     mapping.add_argument("mapping", help="mapping file, or a shipped one: sea_ice_chart, crop_parcels, insitu_points")
     mapping.add_argument("--source", type=Path, help="input file (overrides rml:source)")
@@ -110,6 +130,48 @@ def _query(args: argparse.Namespace) -> int:
         sys.stdout.write(write_results(names, rows, fmt=args.format).decode())
     else:
         sys.stdout.write((ox.serialize(list(result), format=ox.RdfFormat.TURTLE) or b"").decode())
+    return 0
+
+
+def _members(specs: list[str]) -> dict[str, str]:
+    from workbench.errors import ConfigError
+
+    members: dict[str, str] = {}
+    for spec in specs:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or not url:
+            raise ConfigError(f"--member {spec!r}: expected NAME=URL, e.g. eo=http://127.0.0.1:8890/sparql")
+        if name in members:
+            raise ConfigError(f"--member {name!r} is given twice")
+        members[name] = url
+    return members
+
+
+def _federate(args: argparse.Namespace) -> int:
+    from workbench.linked.federation import Federation
+    from workbench.linked.results import write_boolean, write_results
+
+    federation = Federation(_members(args.member), timeout=args.timeout, bind_join_block=args.bind_join_block,
+                            partial=args.partial, metadata_dir=args.metadata_dir)
+    if args.refresh:
+        federation.refresh_metadata()
+    if args.explain is not None:
+        print(federation.explain(_query_text(args.explain)))
+        return 0
+    if args.query is not None:
+        result = federation.query(_query_text(args.query))
+        if isinstance(result, bool):
+            sys.stdout.write(write_boolean(result, "csv").decode())
+        else:
+            rows = [[row[v] for v in result.variables] for row in result]
+            sys.stdout.write(write_results(result.variables, rows, fmt="csv").decode())
+            for warning in result.warnings:
+                print(f"warning: partial answer: {warning}", file=sys.stderr)
+        return 0
+    from workbench.linked.federation.server import serve_federation
+
+    serve_federation(federation, host=args.host, port=args.port, timeout=args.query_timeout,
+                     result_limit=args.result_limit)
     return 0
 
 

@@ -68,8 +68,25 @@ def activate(run_bgp: Callable[[QueryContext, CompValue, list[Any]], Table]) -> 
 
 
 def install() -> None:
-    """Add the hook to rdflib's ``CUSTOM_EVALS`` (idempotent)."""
+    """Add the hook to rdflib's ``CUSTOM_EVALS`` (idempotent), and correct rdflib's MIN/MAX of IRIs."""
     CUSTOM_EVALS[_KEY] = _custom_eval
+    _fix_extremum()
+
+
+def _fix_extremum() -> None:
+    """rdflib 7.6 wraps the MIN/MAX value in ``Literal(...)``, turning an IRI into a string; keep terms as they are."""
+    from rdflib.plugins.sparql import aggregates
+    from rdflib.term import Identifier, Literal
+
+    if getattr(aggregates.Extremum.set_value, "_workbench", False):
+        return
+
+    def set_value(self: Any, bindings: Any) -> None:
+        if self.value is not None:
+            bindings[self.var] = self.value if isinstance(self.value, Identifier) else Literal(self.value)
+
+    set_value._workbench = True  # type: ignore[attr-defined]
+    aggregates.Extremum.set_value = set_value  # type: ignore[method-assign]
 
 
 def _solutions(ctx: QueryContext, table: Table) -> Iterator[FrozenBindings]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from rdflib.plugins.sparql.evalutils import _ebv
 from rdflib.plugins.sparql.sparql import FrozenBindings, QueryContext
 
 from workbench.linked.federation.client import MemberClient, Table
-from workbench.linked.federation.errors import MemberError
+from workbench.linked.federation.errors import FederationError, MemberError
 from workbench.linked.federation.expressions import variables_of
 from workbench.linked.federation.planner import BGPPlan, Unit
 from workbench.linked.federation.spatial import (
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 #: cost model of the bind-join choice: seconds per request, seconds per row transferred
 LATENCY_S = 0.01
 ROW_S = 20e-6
+
+
+class QueryCancelled(FederationError):
+    """The federated query ran past its deadline (the endpoint has already answered 503)."""
 
 
 def hash_join(a: Table, b: Table) -> Table:
@@ -77,11 +82,14 @@ class Runner:
     geometries: dict[Any, Any] = field(default_factory=dict)
     bgp_cache: dict[int, Table] = field(default_factory=dict)
     pool: ThreadPoolExecutor | None = None
+    deadline: float | None = None  # time.monotonic() past which no sub-query is sent
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ requests
 
     def _select(self, member: str, query: str) -> Table | None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise QueryCancelled("the federated query passed its time limit; no more sub-queries are sent")
         try:
             return self.clients[member].select(query)
         except MemberError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -173,11 +174,16 @@ class Federation:
             if key in self._probes:
                 return self._probes[key]
         client = self.clients[member]
-        if kind == "ask":
-            value: Any = client.ask(query)
-        else:
-            rows = client.select(query).rows
-            value = int(str(rows[0][0])) if rows and rows[0][0] is not None else 0
+        try:
+            if kind == "ask":
+                value: Any = client.ask(query)
+            else:
+                rows = client.select(query).rows
+                value = int(str(rows[0][0])) if rows and rows[0][0] is not None else 0
+        except MemberError:
+            if not self.partial:
+                raise
+            return True if kind == "ask" else 10**9  # the query's own request then fails and is reported
         with self._lock:
             self._probes[key] = value
         return value
@@ -215,11 +221,12 @@ class Federation:
             raise UnsupportedQueryError("FROM / FROM NAMED are not federated: members answer on their default graph")
         return q
 
-    def _evaluate(self, query: str) -> tuple[Any, Runner]:
+    def _evaluate(self, query: str, timeout: float | None = None) -> tuple[Any, Runner]:
         q = self._parse(query)
         metas, warnings = self.metadata()
         runner = Runner({n: self.clients[n] for n in metas}, bind_join_block=self.bind_join_block,
-                        partial=self.partial, naive=self.naive, pool=self._pool)
+                        partial=self.partial, naive=self.naive, pool=self._pool,
+                        deadline=time.monotonic() + timeout if timeout else None)
         runner.warnings.extend(warnings)
         count = self._count if self.count_probes and not self.naive else None
 
@@ -269,9 +276,9 @@ class Federation:
             raise UnsupportedQueryError("ask() needs an ASK query; use select() for SELECT")
         return result
 
-    def query(self, query: str) -> SelectResult | bool:
-        """Answer a SELECT (rows) or an ASK (bool) query."""
-        return self._evaluate(query)[0]
+    def query(self, query: str, *, timeout: float | None = None) -> SelectResult | bool:
+        """Answer a SELECT (rows) or an ASK (bool) query; past ``timeout`` seconds no more sub-queries are sent."""
+        return self._evaluate(query, timeout)[0]
 
     def explain(self, query: str) -> Plan:
         """The plan of a query: operators kept at the federator, and per BGP its sources, groups and join order.

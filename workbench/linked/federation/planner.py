@@ -282,7 +282,7 @@ def _prune_authorities(patterns: list[Pattern], metas: dict[str, SourceMetadata]
                     if reach is None:
                         continue
                     # an IRI literal-free object position yields nothing in reach: a literal join; keep sources
-                    s, _, o = other.triple
+                    o = other.triple[2]
                     if _var(o) == v and not reach:
                         continue
                     for m in list(pat.sources):
@@ -329,7 +329,7 @@ def _prune_spatially(patterns: list[Pattern], tests: list[SpatialTest], metas: d
                 if not regions:
                     continue
                 reach = shapely.union_all(regions)
-                minx, miny, maxx, maxy = reach.bounds
+                _, miny, _, maxy = reach.bounds
                 dx, dy = margin_degrees(test, (miny, maxy))
                 if dx or dy:
                     reach = reach.buffer(max(dx, dy), join_style="mitre") if dx < 360 else shapely.box(
@@ -396,6 +396,7 @@ def plan_bgp(
     patterns = [Pattern(t, _select_sources(t, metas, ask)) for t in triples]
     _prune_authorities(patterns, metas)
     _prune_spatially(patterns, tests, metas)
+    _prune_authorities(patterns, metas)  # what the spatial pruning removed narrows the joins again
     plan = BGPPlan([], conjuncts, tests)
     if any(not p.sources for p in patterns):
         plan.empty = True
@@ -432,7 +433,7 @@ def _order(units: list[Unit], tests: list[SpatialTest]) -> list[Unit]:
     while left:
         bound = set().union(*(u.variables for u in order))
 
-        def rank(u: Unit) -> tuple[int, float]:
+        def rank(u: Unit, bound: set[Variable] = bound) -> tuple[int, float]:
             if u.variables & bound:
                 return 0, u.estimate
             linked = any(t.left and t.right and ({t.left, t.right} & u.variables) and ({t.left, t.right} & bound)

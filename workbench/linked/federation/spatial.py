@@ -202,14 +202,13 @@ def _value(geom: Any) -> GeoValue:
 
 def _distance_holds(test: SpatialTest, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     assert test.limit is not None and test.unit is not None
-    kind, factor = UNITS[test.unit]
     ok = np.zeros(len(a), dtype=bool)
     for k, (ga, gb) in enumerate(zip(a, b)):
         if ga is None or gb is None:
             continue
         try:
             d = geosparql.distance(_value(ga), _value(gb), unit=test.unit)
-        except Exception:  # noqa: BLE001 - a geometry the function cannot measure: an expression error
+        except Exception:  # noqa: BLE001, S112 - a geometry the function cannot measure: an expression error
             continue
         ok[k] = d < test.limit if test.strict else d <= test.limit
     return ok
