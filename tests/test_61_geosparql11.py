@@ -344,14 +344,21 @@ def test_bad_literals_are_clear_errors() -> None:
         ("<Point><coordinates>1,2</coordinates>", KML_LITERAL, "malformed KML literal"),
         ("<Circle><coordinates>1,2</coordinates></Circle>", KML_LITERAL, "unsupported KML element kml:Circle"),
         ("<LineString><coordinates>1,1</coordinates></LineString>", KML_LITERAL, "invalid KML geometry"),
-        ("CELLLIST ((R0 R1))", DGGS_LITERAL, "unsupported serialisation geo:dggsLiteral"),
+        ("<https://w3id.org/dggs/h3> CELL (8928308280fffff)", DGGS_LITERAL, "DGGS <https://w3id.org/dggs/h3>"),
+        ("CELLLIST R1 R2", DGGS_LITERAL, "malformed DGGS literal"),
+        ("CELL (R1 R2)", DGGS_LITERAL, "exactly one cell"),
+        ("CELL (X12)", DGGS_LITERAL, "invalid AusPIX cell 'X12'"),
+        ("CELL (R9)", DGGS_LITERAL, "invalid AusPIX cell 'R9'"),
+        ("CELL (S0)", DGGS_LITERAL, "crosses the antimeridian"),
+        ("AAEC", GEO + "wkbLiteral", "unsupported serialisation geo:wkbLiteral"),
         ("POINT(1 1)", "http://example.org/pointLiteral", "is not a geometry literal"),
     ]
     for lexical, datatype, message in cases:
         with pytest.raises(GeometryLiteralError, match=message):
             parse_literal(lexical, datatype)
-    with pytest.raises(UnsupportedSerialisationError):
-        parse_literal("CELL (R0)", DGGS_LITERAL)
+    for lexical, datatype in (("<https://w3id.org/dggs/h3> CELL (89)", DGGS_LITERAL), ("x", GEO + "wkbLiteral")):
+        with pytest.raises(UnsupportedSerialisationError):
+            parse_literal(lexical, datatype)
     # KML with a namespace, a Placemark around the geometry, altitude; GeoJSON Feature; empty literals
     kml = ('<kml:Placemark xmlns:kml="http://www.opengis.net/kml/2.2"><kml:name>x</kml:name><kml:Point>'
            "<kml:coordinates>10,60,5</kml:coordinates></kml:Point></kml:Placemark>")
@@ -374,7 +381,9 @@ def test_http_bad_literals_and_unknown_functions_are_400(server: EndpointServer)
     bad = {
         'geof:sfIntersects(?w, "{\\"type\\":\\"Pt\\"}"^^geo:geoJSONLiteral)': ("geo:geoJSONLiteral", "malformed GeoJSON"),
         'geof:sfIntersects(?w, "<Point><coordinates>a</coordinates></Point>"^^geo:kmlLiteral)': ("geo:kmlLiteral", "KML"),
-        'geof:sfWithin(?w, "CELLLIST ((R0))"^^geo:dggsLiteral)': ("geo:dggsLiteral", "unsupported serialisation"),
+        'geof:sfWithin(?w, "<https://w3id.org/dggs/h3> CELL (89)"^^geo:dggsLiteral)': ("geo:dggsLiteral",
+                                                                                  "unsupported serialisation"),
+        'geof:sfWithin(?w, "CELL (R1234567812345678)"^^geo:dggsLiteral)': ("geo:dggsLiteral", "finer than"),
         "geof:asDGGS(?w)": ("geof:asDGGS", "not implemented"),
         "geof:aggMedian(?w)": ("geof:aggMedian", "not implemented"),
     }
@@ -393,6 +402,63 @@ def test_http_bad_literals_and_unknown_functions_are_400(server: EndpointServer)
     (binding,) = response.json()["results"]["bindings"]
     assert float(binding["a"]["value"]) == pytest.approx(math.pi * 100**2, rel=0.02)
     assert binding["u"]["datatype"] == GEOJSON_LITERAL
+
+
+def test_auspix_dggs_literals_against_rhealpixdggs(store: GeoStore) -> None:
+    """AusPIX cells (rHEALPix WGS84, N_side 3) as geometries: areas, containment, adjacency, unions, relations."""
+    from rhealpixdggs.dggs import WGS84_003
+
+    def cell(name: str):  # type: ignore[no-untyped-def]
+        return WGS84_003.cell((name[0], *(int(d) for d in name[1:])))
+
+    names = ["R", "N", "P", "Q4", "R12", "R123", "N12", "S56", "O0"]
+    rows = _values_dggs(store, {"a": "geof:metricArea(?g)", "d": "geof:dimension(?g)"}, names)
+    for name, row in zip(names, rows):
+        assert _float(row["a"]) == pytest.approx(cell(name).area(plane=False), rel=1e-4), name
+        assert row["d"].value == "2"
+    # a cell contains its centroid, its children, and its children together are the cell
+    for name in ("R12", "Q4", "N12"):
+        x, y = cell(name).centroid(plane=False)
+        children = " ".join(name + str(k) for k in range(9))
+        (row,) = store.query(P + f'SELECT ?in ?child ?eq ?dist WHERE {{ BIND("CELL ({name})"^^geo:dggsLiteral AS ?c) '
+                                 f'BIND(geof:sfContains(?c, "POINT({x} {y})"^^geo:wktLiteral) AS ?in) '
+                                 f'BIND(geof:ehCovers(?c, "CELL ({name}4)"^^geo:dggsLiteral) AS ?child) '
+                                 f'BIND(geof:symDifference(?c, "CELLLIST (({children}))"^^geo:dggsLiteral) AS ?eq) }}')
+        assert row["in"].value == "true" and row["child"].value == "false"  # the centre child does not reach the edge
+        residue = parse_literal(row["eq"].value, row["eq"].datatype.value).geom
+        assert row["eq"].datatype.value == WKT_LITERAL and residue.area < 1e-9 * cell(name).area(plane=True)
+    neighbour = str(cell("R12").neighbor("left"))  # R11, by the library's own adjacency
+    (row,) = store.query(P + 'SELECT ?t ?o ?w WHERE { BIND(geof:sfTouches("CELL (R12)"^^geo:dggsLiteral, '
+                             f'"CELL ({neighbour})"^^geo:dggsLiteral) AS ?t) BIND(geof:sfOverlaps("CELL (R12)"^^geo:dggsLiteral, '
+                             '"CELLLIST ((R121 R13))"^^geo:dggsLiteral) AS ?o) '
+                             'BIND(geof:sfWithin("CELL (R123)"^^geo:dggsLiteral, '
+                             '"POLYGON((130 30, 150 30, 150 45, 130 45, 130 30))"^^geo:wktLiteral) AS ?w) }')
+    assert (row["t"].value, row["o"].value) == ("true", "true")
+    assert row["w"].value == str(bool(parse_literal("CELL (R123)", DGGS_LITERAL).geom.within(
+        shapely.box(130, 30, 150, 45)))).lower() == "true"
+
+
+def test_dggs_data_is_indexed_and_rewritten() -> None:
+    s = GeoStore(entailment="none")
+    s.load_data("\n".join(
+        f'<http://example.org/c{n}> <{GEO}hasDefaultGeometry> <http://example.org/c{n}g> .\n'
+        f'<http://example.org/c{n}g> <{GEO}asDGGS> "CELL ({n})"^^<{DGGS_LITERAL}> .'
+        for n in ("R12", "R123", "R5", "Q4")), format="ntriples")
+    assert len(s.index) == 4
+    q = P + ('SELECT ?g WHERE { ?g geo:asDGGS ?d FILTER(geof:sfIntersects(?d, '
+             '"POLYGON((140 35, 141 35, 141 36, 140 36, 140 35))"^^geo:wktLiteral)) }')
+    assert s.prepare(q)[1]
+    indexed, scanned = ({r["g"] for r in s.select(q, use_index=u)} for u in (True, False))
+    assert indexed == scanned == {"http://example.org/c" + n + "g" for n in ("R12", "R123")}
+    rows = s.select(P + "SELECT ?f WHERE { ex:cR12 geo:sfContains ?f FILTER(STRSTARTS(STR(?f), STR(ex:c))) }")
+    assert {r["f"] for r in rows} == {f"http://example.org/{n}" for n in ("cR12", "cR12g", "cR123", "cR123g")}
+
+
+def _values_dggs(store: GeoStore, expressions: dict[str, str], cells: list[str]) -> list[dict]:
+    rows = " ".join(f'({i} "<https://w3id.org/dggs/auspix> CELL ({c})"^^geo:dggsLiteral)' for i, c in enumerate(cells))
+    binds = " ".join(f"BIND({expr} AS ?{name})" for name, expr in expressions.items())
+    result = store.query(P + f"SELECT * WHERE {{ VALUES (?i ?g) {{ {rows} }} {binds} }} ORDER BY ?i")
+    return [{n: r[n] for n in ["i", *expressions]} for r in result]
 
 
 # ---------------------------------------------------------------- compliance runner on the 1.1 layout

@@ -12,8 +12,10 @@ are always CRS84 (KML altitude is kept as Z). GeoJSON is read by GEOS
 (``shapely.from_geojson``: geometries, a ``Feature`` or a ``FeatureCollection``);
 KML geometry elements (``Point``, ``LineString``, ``LinearRing``, ``Polygon``,
 ``MultiGeometry``, also inside a ``Placemark``) by the standard-library XML parser.
-DGGS literals (``geo:dggsLiteral``) name cells of a discrete global grid; no library
-this project uses reads them, so they are refused as an unsupported serialisation.
+DGGS literals (``geo:dggsLiteral``) name cells of a discrete global grid: the AusPIX DGGS
+(``<https://w3id.org/dggs/auspix> CELLLIST ((R1 R23))`` or ``CELL (R1)``; the rHEALPix grid
+of ``rhealpixdggs``' ``WGS84_003``: WGS84 ellipsoid, N_side 3, both polar squares 0) is read
+as the union of its cells' boundaries in CRS84; other DGGSs are an unsupported serialisation.
 
 CRS rules: a WKT literal without a leading ``<IRI>`` is in CRS84. The CRS IRIs
 ``http://www.opengis.net/def/crs/EPSG/0/N`` follow the EPSG axis order, so
@@ -56,6 +58,8 @@ __all__ = [
     "parse_gml",
     "parse_geojson",
     "parse_kml",
+    "parse_dggs",
+    "AUSPIX",
     "write_geojson",
     "write_kml",
     "write_as",
@@ -82,6 +86,7 @@ class UnsupportedSerialisationError(GeometryLiteralError):
 
 
 KML_NS = "http://www.opengis.net/kml/2.2"
+AUSPIX = "https://w3id.org/dggs/auspix"
 
 #: serialisation kind -> datatype IRI of its literal
 KINDS: dict[str, str] = {
@@ -399,6 +404,73 @@ def parse_kml(lexical: str) -> GeoValue:
     return GeoValue(geom, CRS84, "kml", False)
 
 
+_DGGS_BODY = re.compile(r"^(CELLLIST|CELL)\s*\(\s*\(?([^()]*)\)?\s*\)$", re.I)
+_AUSPIX_CELL = re.compile(r"^([NOPQRS])([0-8]*)$")
+
+
+def parse_dggs(lexical: str) -> GeoValue:
+    """Parse an AusPIX ``geo:dggsLiteral`` (``[<https://w3id.org/dggs/auspix>] CELLLIST ((R1 R23 ...))`` or ``CELL (R1)``).
+
+    The geometry is the union of the cells (each cell's boundary on the WGS84 ellipsoid,
+    from ``rhealpixdggs``; a polar cap cell reaches the pole). An empty cell list is the
+    empty geometry.
+
+    Raises
+    ------
+    UnsupportedSerialisationError
+        For a DGGS other than AusPIX, or a cell crossing the antimeridian.
+    GeometryLiteralError
+        If the text is not an AusPIX cell list or names an invalid cell.
+    """
+    text = lexical.strip()
+    dggs = AUSPIX
+    match = _WKT_CRS.match(text)
+    if match:
+        dggs, text = match.group(1).strip(), match.group(2).strip()
+    if dggs.rstrip("/") != AUSPIX:
+        raise UnsupportedSerialisationError(
+            f"unsupported serialisation: geo:dggsLiteral of the DGGS <{dggs}>; this store reads AusPIX (<{AUSPIX}>)"
+        )
+    if not text:
+        return GeoValue(shapely.from_wkt("GEOMETRYCOLLECTION EMPTY"), CRS84, "dggs", False)
+    body = _DGGS_BODY.match(text)
+    if body is None:
+        raise GeometryLiteralError(f"malformed DGGS literal {lexical[:80]!r}: expected CELLLIST ((R1 R2 ...)) or CELL (R1)")
+    names = body.group(2).split()
+    if body.group(1).upper() == "CELL" and len(names) != 1:
+        raise GeometryLiteralError(f"DGGS CELL literal {lexical[:80]!r} must name exactly one cell")
+    if not names:
+        return GeoValue(shapely.from_wkt("GEOMETRYCOLLECTION EMPTY"), CRS84, "dggs", False)
+    cells = [_auspix_cell(name) for name in names]
+    geom = cells[0] if len(cells) == 1 else shapely.union_all(cells)
+    return GeoValue(geom, CRS84, "dggs", False)
+
+
+@lru_cache(maxsize=65_536)
+def _auspix_cell(name: str) -> BaseGeometry:
+    from rhealpixdggs.dggs import WGS84_003
+
+    match = _AUSPIX_CELL.match(name)
+    if match is None:
+        raise GeometryLiteralError(f"invalid AusPIX cell {name!r}: expected one of N O P Q R S and digits 0-8")
+    if len(match.group(2)) > WGS84_003.max_resolution:
+        raise GeometryLiteralError(f"AusPIX cell {name!r} is finer than resolution {WGS84_003.max_resolution}")
+    cell = WGS84_003.cell((match.group(1), *(int(d) for d in match.group(2))))
+    samples = 2 if cell.region() == "equatorial" else 48  # polar cells have curved edges in lon/lat
+    points = [(float(x), float(y)) for x, y in cell.boundary(n=samples, plane=False)]
+    lons = [x for x, _ in points]
+    if cell.ellipsoidal_shape == "cap":  # bounded by a parallel, holding the pole
+        lat = min(y for _, y in points) if cell.region() == "north_polar" else max(y for _, y in points)
+        pole = 90.0 if cell.region() == "north_polar" else -90.0
+        cap = shapely.box(-180.0, min(lat, pole), 180.0, max(lat, pole))
+    else:
+        if max(lons) - min(lons) > 180.0:
+            raise UnsupportedSerialisationError(f"AusPIX cell {name!r} crosses the antimeridian: not supported")
+        cap = shapely.Polygon(points)
+    # edges along parallels are straight in lon/lat; vertices every degree keep geodesic measures close too
+    return shapely.segmentize(cap, max_segment_length=1.0)
+
+
 @lru_cache(maxsize=200_000)
 def parse_literal(lexical: str, datatype: str) -> GeoValue:
     """Parse a geometry literal given its lexical form and datatype IRI (cached).
@@ -416,15 +488,15 @@ def parse_literal(lexical: str, datatype: str) -> GeoValue:
     parser = _PARSERS.get(datatype)
     if parser is not None:
         return parser(lexical)
-    if datatype == DGGS_LITERAL or (datatype.startswith(GEO) and datatype.endswith("Literal")):
+    if datatype.startswith(GEO) and datatype.endswith("Literal"):
         local = datatype[len(GEO):] if datatype.startswith(GEO) else datatype
         raise UnsupportedSerialisationError(
             f"unsupported serialisation geo:{local} (<{datatype}>): this store reads geo:wktLiteral, "
-            "geo:gmlLiteral, geo:geoJSONLiteral and geo:kmlLiteral"
+            "geo:gmlLiteral, geo:geoJSONLiteral, geo:kmlLiteral and (AusPIX) geo:dggsLiteral"
         )
     raise GeometryLiteralError(
         f"literal of datatype <{datatype}> is not a geometry literal: expected geo:wktLiteral, geo:gmlLiteral, "
-        "geo:geoJSONLiteral or geo:kmlLiteral"
+        "geo:geoJSONLiteral, geo:kmlLiteral or geo:dggsLiteral"
     )
 
 
@@ -433,6 +505,7 @@ _PARSERS = {
     GML_LITERAL: parse_gml,
     GEOJSON_LITERAL: parse_geojson,
     KML_LITERAL: parse_kml,
+    DGGS_LITERAL: parse_dggs,
 }
 
 
@@ -567,5 +640,11 @@ def write_as(geom: BaseGeometry, kind: str, crs: str = CRS84, *, explicit_crs: b
 
 
 def write_literal(geom: BaseGeometry, like: GeoValue) -> tuple[str, str]:
-    """Lexical form and datatype of ``geom`` written as ``like`` was (same kind and CRS)."""
+    """Lexical form and datatype of ``geom`` written as ``like`` was (same kind and CRS).
+
+    A result computed from a DGGS literal is written as CRS84 WKT: an arbitrary geometry
+    is no set of grid cells.
+    """
+    if like.kind == "dggs":
+        return write_wkt(geom, CRS84, explicit_crs=False), WKT_LITERAL
     return write_as(geom, like.kind, like.crs, explicit_crs=like.explicit_crs)

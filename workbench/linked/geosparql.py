@@ -397,9 +397,10 @@ def _geo(term: Any) -> GeoValue:
     _check_deadline()
     if not isinstance(term, ox.Literal) or not term.datatype.value.startswith(GEO):
         raise GeometryLiteralError(
-            f"{term} is not a geometry literal (geo:wktLiteral, geo:gmlLiteral, geo:geoJSONLiteral or geo:kmlLiteral)"
+            f"{term} is not a geometry literal (geo:wktLiteral, geo:gmlLiteral, geo:geoJSONLiteral, geo:kmlLiteral "
+            "or geo:dggsLiteral)"
         )
-    return parse_literal(term.value, term.datatype.value)  # DGGS and unknown geo: types: a clear error
+    return parse_literal(term.value, term.datatype.value)  # unknown geo: types, other DGGSs: a clear error
 
 
 def _number(term: Any) -> float:
@@ -702,7 +703,7 @@ def materialise_measures(store: Any) -> int:
         The number of triples added.
     """
     before = len(store)
-    serialisation = f"<{GEO}asWKT>|<{GEO}asGML>|<{GEO}asGeoJSON>|<{GEO}asKML>"
+    serialisation = f"<{GEO}asWKT>|<{GEO}asGML>|<{GEO}asGeoJSON>|<{GEO}asKML>|<{GEO}asDGGS>"
     rules = [(prop, func, dim) for prop, (func, dim) in MEASURE_PROPERTIES.items()]
     rules.append(("hasMetricSize", "metricLength", 1))
     for prop, func, dim in rules:

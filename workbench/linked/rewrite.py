@@ -175,7 +175,7 @@ def _matching(tokens: list[Token], start: int) -> int:
     raise TokenizeError(f"unbalanced {opening!r}")
 
 
-_SER = f"(<{GEO}asWKT>|<{GEO}asGML>|<{GEO}asGeoJSON>|<{GEO}asKML>)"  # GeoSPARQL 1.1 serialisations too
+_SER = f"(<{GEO}asWKT>|<{GEO}asGML>|<{GEO}asGeoJSON>|<{GEO}asKML>|<{GEO}asDGGS>)"  # GeoSPARQL 1.1 serialisations too
 _DEF = f"<{GEO}hasDefaultGeometry>"
 
 

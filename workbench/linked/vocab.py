@@ -38,8 +38,8 @@ GML_LITERAL = GEO + "gmlLiteral"
 GEOJSON_LITERAL = GEO + "geoJSONLiteral"
 KML_LITERAL = GEO + "kmlLiteral"
 DGGS_LITERAL = GEO + "dggsLiteral"
-#: The geometry literal datatypes the store parses (GeoSPARQL 1.1 serialisations except DGGS).
-GEOMETRY_LITERALS: tuple[str, ...] = (WKT_LITERAL, GML_LITERAL, GEOJSON_LITERAL, KML_LITERAL)
+#: The geometry literal datatypes the store parses (the GeoSPARQL 1.1 serialisations; DGGS: AusPIX only).
+GEOMETRY_LITERALS: tuple[str, ...] = (WKT_LITERAL, GML_LITERAL, GEOJSON_LITERAL, KML_LITERAL, DGGS_LITERAL)
 QUDT_UNIT = "http://qudt.org/vocab/unit/"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_PREFIX = "http://www.opengis.net/def/crs/EPSG/0/"
