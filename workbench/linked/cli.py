@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from workbench.errors import WorkbenchError
+
 __all__ = ["register"]
 
 
@@ -31,6 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--result-limit", type=int, default=100_000, help="most rows per answer")
     serve.add_argument("--no-geosparql", action="store_true",
                        help="serve a plain SPARQL endpoint: refuse geof: functions (a federation member)")
+    serve.add_argument("--workers", type=_positive_int, default=4, help="queries evaluated at once")
+    serve.add_argument("--queue", type=_non_negative_int, default=64, help="queries that may wait for a worker")
+    serve.add_argument("--queue-wait", type=float, help="longest wait for a worker, seconds (default: --timeout)")
+    serve.add_argument("--per-client", type=_positive_int,
+                       help="workers one client address may hold at once (default: workers - 1)")
+    serve.add_argument("--isolation", choices=("auto", "process", "thread"), default="auto",
+                       help="evaluate queries in worker processes killed at the time limit (auto: yes, on disk)")
+    serve.add_argument("--max-query-bytes", type=_positive_int, default=4 * 1024 * 1024,
+                       help="largest query body, bytes")
+    serve.add_argument("--max-body-bytes", type=_positive_int, default=64 * 1024 * 1024,
+                       help="largest request body (keyed updates), bytes")
     serve.set_defaults(func=_serve)
 
     load = sub.add_parser("load", help="load RDF files into the store")
@@ -86,9 +99,27 @@ def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _serve(args: argparse.Namespace) -> int:
     from workbench.linked.endpoint import serve
 
+    if args.timeout <= 0 or (args.queue_wait is not None and args.queue_wait < 0):
+        raise WorkbenchError("--timeout must be positive and --queue-wait 0 or more seconds")
     serve(_open(args), host=args.host, port=args.port, api_key=args.api_key, timeout=args.timeout,
-          result_limit=args.result_limit)
+          result_limit=args.result_limit, workers=args.workers, queue=args.queue, queue_wait=args.queue_wait,
+          per_client=args.per_client, isolation=args.isolation, max_query_bytes=args.max_query_bytes,
+          max_body_bytes=args.max_body_bytes)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _load(args: argparse.Namespace) -> int:

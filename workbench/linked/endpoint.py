@@ -8,16 +8,27 @@
   update; it needs the API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``):
   401 without it; 403 when the server has no key (read-only).
 * ``GET /sparql`` without a query answers the service description (Turtle).
-* A malformed query or update → 400 with the parser's message; a query past its time
-  limit → 503 with a timeout message while the server keeps serving (queries run in
-  worker threads; the timed-out one is told to stop computing geometry functions);
-  results beyond ``result_limit`` rows are cut, and the response says so in the
-  ``X-SPARQL-Result-Limit`` header.
+* A malformed query or update, an unknown ``geof:`` function or a malformed geometry
+  constant → 400 naming it, before the query takes a worker.
+* A query past its time limit → 503 while the server keeps serving. A store on disk is
+  queried in worker processes (:mod:`workbench.linked.query_workers`) and the worker of
+  a timed-out query is killed, so its CPU use stops at the deadline; an in-memory store
+  is queried in threads, whose geometry functions and row reading stop at the deadline
+  (pyoxigraph's own evaluation cannot be stopped from outside a process).
+* Admission (:mod:`workbench.linked.admission`): ``workers`` queries run at once, up to
+  ``queue`` more wait at most ``queue_wait`` seconds, fairly across clients (one client
+  holds at most ``per_client`` workers); a full queue or a wait past its bound → 503
+  with ``Retry-After``.
+* Bodies: a query body over ``max_query_bytes`` → 413 while it streams; an update is
+  authenticated from its headers before its body (up to ``max_body_bytes``) is read.
+* Results beyond ``result_limit`` rows are cut, and the response says so in the
+  ``X-SPARQL-Result-Limit`` header. Every 5xx is counted (``GET /stats``) and logged once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import logging
 import threading
@@ -25,87 +36,26 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-import pyoxigraph as ox
+import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from workbench.linked.results import MEDIA_TYPES, write_boolean, write_results
+from workbench.linked.admission import Admission, QueueFull
+from workbench.linked.answers import Answer, AnswerTimeout, answer_result
+from workbench.linked.answers import choose_rdf as _choose_rdf
+from workbench.linked.answers import choose_results as _choose_results
 from workbench.linked.store import GeoStore, QuerySyntaxError
 from workbench.linked.vocab import GEOF, TOPOLOGY_RELATIONS
 
-__all__ = ["create_app", "EndpointServer", "serve"]
+__all__ = ["create_app", "EndpointServer", "serve", "DEFAULT_MAX_QUERY_BYTES", "DEFAULT_MAX_BODY_BYTES"]
 
 log = logging.getLogger(__name__)
 
-_RDF_TYPES = {
-    "text/turtle": ox.RdfFormat.TURTLE,
-    "application/n-triples": ox.RdfFormat.N_TRIPLES,
-    "application/rdf+xml": ox.RdfFormat.RDF_XML,
-    "application/ld+json": ox.RdfFormat.JSON_LD,
-}
-_RESULT_ALIASES = {
-    "application/sparql-results+json": "json",
-    "application/json": "json",
-    "application/sparql-results+xml": "xml",
-    "application/xml": "xml",
-    "text/xml": "xml",
-    "text/csv": "csv",
-    "text/tab-separated-values": "tsv",
-}
-_FORMAT_PARAM = {"json": "json", "xml": "xml", "csv": "csv", "tsv": "tsv", "turtle": "text/turtle",
-                 "ttl": "text/turtle", "nt": "application/n-triples", "ntriples": "application/n-triples",
-                 "n-triples": "application/n-triples", "rdfxml": "application/rdf+xml",
-                 "json-ld": "application/ld+json", "jsonld": "application/ld+json"}
-
-
-def _accepted(accept: str) -> list[str]:
-    """Media types of an Accept header, best first."""
-    ranked = []
-    for n, part in enumerate(accept.split(",")):
-        fields = [f.strip() for f in part.split(";")]
-        q = 1.0
-        for f in fields[1:]:
-            if f.startswith("q="):
-                try:
-                    q = float(f[2:])
-                except ValueError:
-                    q = 0.0
-        if fields[0]:
-            ranked.append((-q, n, fields[0].lower()))
-    return [m for _, _, m in sorted(ranked)]
-
-
-def _format_candidates(fmt: list[str]) -> list[str]:
-    out = []
-    for value in fmt:
-        value = value.strip().lower()
-        out.append(_FORMAT_PARAM.get(value) or _RESULT_ALIASES.get(value) or value)
-    return out
-
-
-def _choose_results(accept: str, fmt: list[str]) -> str | None:
-    for candidate in _format_candidates(fmt):
-        if candidate in MEDIA_TYPES:
-            return candidate
-    for media in _accepted(accept or "*/*"):
-        if media in _RESULT_ALIASES:
-            return _RESULT_ALIASES[media]
-        if media in ("*/*", "application/*", "text/*"):
-            return "json"
-    return None
-
-
-def _choose_rdf(accept: str, fmt: list[str]) -> str | None:
-    for candidate in _format_candidates(fmt):
-        if candidate in _RDF_TYPES:
-            return candidate
-    for media in _accepted(accept or "*/*"):
-        if media in _RDF_TYPES:
-            return media
-        if media in ("*/*", "text/*", "application/*"):
-            return "text/turtle"
-    return None
+#: Largest query body (4 MiB): a query is text; anything larger is refused while it streams.
+DEFAULT_MAX_QUERY_BYTES = 4 * 1024 * 1024
+#: Largest request body at all (64 MiB): keyed updates may be this large.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def service_description(endpoint_url: str) -> str:
@@ -156,6 +106,12 @@ def _in_daemon_thread(func: Any, *args: Any) -> "asyncio.Future[Any]":
         try:
             result = func(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+            log.debug("worker thread failed", exc_info=True)
+            # drop the frames here: they hold pyoxigraph results, which must die in this thread
+            link: BaseException | None = exc
+            while link is not None:
+                link.__traceback__ = None
+                link = link.__cause__ or link.__context__
             loop.call_soon_threadsafe(settle, None, exc)
         else:
             loop.call_soon_threadsafe(settle, result, None)
@@ -168,6 +124,29 @@ def _text(status: int, message: str, headers: dict[str, str] | None = None) -> R
     return Response(message + "\n", status_code=status, media_type="text/plain", headers=headers)
 
 
+def _body_too_large(limit: int, what: str) -> Response:
+    return _text(413, f"the {what} is larger than this endpoint's limit of {limit} bytes")
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` as soon as it is known to pass ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _response(answer: Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=answer.headers)
+
+
 def create_app(
     store: GeoStore,
     *,
@@ -176,7 +155,11 @@ def create_app(
     result_limit: int = 100_000,
     workers: int = 4,
     queue: int = 64,
-    max_body_bytes: int = 64 * 1024 * 1024,
+    queue_wait: float | None = None,
+    per_client: int | None = None,
+    isolation: str = "auto",
+    max_query_bytes: int = DEFAULT_MAX_QUERY_BYTES,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Any:
     """A FastAPI application serving ``store`` at ``/sparql``.
 
@@ -187,101 +170,98 @@ def create_app(
     api_key
         Key that updates must present; ``None``: the endpoint is read-only.
     timeout
-        Seconds a query may run before the endpoint answers 503.
+        Seconds a query may run (waiting for a worker included) before the endpoint answers 503.
     result_limit
         Most rows (or triples) one answer returns.
     workers
-        Queries evaluated at once (threads).
+        Queries evaluated at once (worker processes or threads).
     queue
-        Queries that may wait for a worker (up to ``timeout`` seconds); past that, 503 with ``Retry-After``.
+        Queries that may wait for a worker; past that, 503 with ``Retry-After`` at once.
+    queue_wait
+        Longest wait for a worker, seconds (default: ``timeout``).
+    per_client
+        Workers one client (address) may hold at once (default: ``workers - 1``, at least 1).
+    isolation
+        ``"process"``: evaluate in worker processes killed at the deadline (needs a store on
+        disk); ``"thread"``: in threads (cooperative stop); ``"auto"``: processes when the
+        store is on disk.
+    max_query_bytes
+        Largest query body; a larger one is answered 413 before or while it streams.
     max_body_bytes
-        Largest request body (query or update); a larger one is answered 413 before it is read.
+        Largest body of any request (keyed updates), enforced before the app reads it.
 
     Returns
     -------
     ASGI application
-        The FastAPI app behind a body-size limit (the app itself is its ``.app``).
+        The FastAPI app behind a body-size limit (the app itself is its ``.app``); call
+        ``.app.state.close()`` to stop its worker processes.
     """
     from workbench.serving.http import BodyLimitMiddleware
 
+    if isolation not in ("auto", "process", "thread"):
+        raise ValueError(f"isolation must be 'auto', 'process' or 'thread', not {isolation!r}")
+    if isolation == "process" and store.path is None:
+        raise ValueError("isolation='process' needs a store on disk (GeoStore(path)); an in-memory store "
+                         "cannot be opened by worker processes")
+    use_processes = isolation == "process" or (isolation == "auto" and store.path is not None)
+    pool = None
+    if use_processes:
+        from workbench.linked.query_workers import QueryWorkers
+
+        store.flush()  # the workers' read-only views start from what is on disk
+        pool = QueryWorkers(store.path, size=workers, geosparql_functions=store.geosparql).start()
+
     app = FastAPI(title="ExtremeEarth Workbench SPARQL endpoint")
-    busy = threading.Semaphore(workers)
-    waiting = [0]  # queries waiting for a worker (only touched in the event loop)
+    admission = Admission(workers=workers, queue=queue, wait=timeout if queue_wait is None else queue_wait,
+                          per_client=per_client)
+    errors: collections.Counter[int] = collections.Counter()
 
-    def evaluate(query: str, accept: str, fmt: list[str]) -> Response:
-        result = store.query(query, timeout=timeout)
-        if isinstance(result, ox.QueryBoolean):
-            chosen = _choose_results(accept, fmt)
-            if chosen is None:
-                return _text(406, f"cannot answer an ASK query as {accept}")
-            return Response(write_boolean(bool(result), chosen), media_type=MEDIA_TYPES[chosen])
-        if isinstance(result, ox.QuerySolutions):
-            chosen = _choose_results(accept, fmt)
-            if chosen is None:
-                return _text(406, f"cannot answer a SELECT query as {accept}: use one of "
-                             + ", ".join(MEDIA_TYPES.values()))
-            variables = [v.value for v in result.variables]
-            rows = []
-            cut = False
-            for row in result:
-                if len(rows) >= result_limit:
-                    cut = True
-                    break
-                rows.append([row[v] for v in variables])
-            headers = {"X-SPARQL-Result-Limit": f"reached: {result_limit} rows"} if cut else {}
-            return Response(write_results(variables, rows, fmt=chosen), media_type=MEDIA_TYPES[chosen], headers=headers)
-        media = _choose_rdf(accept, fmt)
-        if media is None:
-            return _text(406, f"cannot answer a CONSTRUCT/DESCRIBE query as {accept}: use one of "
-                         + ", ".join(_RDF_TYPES))
-        triples = []
-        cut = False
-        for triple in result:
-            if len(triples) >= result_limit:
-                cut = True
-                break
-            triples.append(triple)
-        headers = {"X-SPARQL-Result-Limit": f"reached: {result_limit} triples"} if cut else {}
-        body = ox.serialize(triples, format=_RDF_TYPES[media]) or b""
-        return Response(body, media_type=media, headers=headers)
+    def server_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        errors[status] += 1
+        log.warning("%d: %s", status, message)
+        return _text(status, message, headers)
 
-    async def acquire_worker(started: float) -> bool:
-        """Wait (bounded in time and in the number of waiters) for a query worker."""
-        if busy.acquire(blocking=False):
-            return True
-        if waiting[0] >= queue:
-            return False
-        waiting[0] += 1
-        try:
-            while time.monotonic() - started < timeout:
-                await asyncio.sleep(0.005)
-                if busy.acquire(blocking=False):
-                    return True
-            return False
-        finally:
-            waiting[0] -= 1
+    def evaluate(query: str, accept: str, fmt: list[str], deadline: float) -> Answer:
+        if pool is not None:
+            generation = store.generation
+            plan = store.plan(query)
+            return pool.run(plan, generation=generation, accept=accept, fmt=fmt, result_limit=result_limit,
+                            deadline=deadline)
+        result = store.query(query, timeout=max(0.0, deadline - time.monotonic()))
+        return answer_result(result, accept=accept, fmt=fmt, result_limit=result_limit, deadline=deadline)
 
-    async def run_query(query: str, accept: str, fmt: list[str]) -> Response:
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    async def run_query(request: Request, query: str, accept: str, fmt: list[str]) -> Response:
+        from workbench.linked.query_workers import QueryTimeout, WorkerFailed
+
         started = time.monotonic()
+        deadline = started + timeout
         try:
             store.check_query(query)
         except QuerySyntaxError as exc:
             return _text(400, f"malformed query: {exc}")
-        if not await acquire_worker(started):
-            return _text(503, f"all {workers} query workers are busy and {queue} queries wait; retry later",
-                         {"Retry-After": "1"})
-        future = _in_daemon_thread(evaluate, query, accept, fmt)
-        future.add_done_callback(lambda _: busy.release())
+        client = client_of(request)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, timeout - (time.monotonic() - started)))
-        except asyncio.TimeoutError:
-            log.warning("query timed out after %.1f s", time.monotonic() - started)
-            return _text(503, f"query timed out: it ran past the endpoint's limit of {timeout:g} s")
+            await admission.acquire(client, wait=min(admission.wait, timeout))
+        except QueueFull as exc:
+            return server_error(503, f"{exc}; retry later", {"Retry-After": str(exc.retry_after)})
+        future = _in_daemon_thread(evaluate, query, accept, fmt, deadline)
+        future.add_done_callback(lambda _: admission.release(client))  # the slot is free when the work is
+        grace = 2.0 if pool is not None else 0.0  # a worker process answers or is killed at the deadline itself
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, deadline - time.monotonic()) + grace)
+        except (asyncio.TimeoutError, QueryTimeout, AnswerTimeout):
+            return server_error(503, f"query timed out: it ran past the endpoint's limit of {timeout:g} s")
         except QuerySyntaxError as exc:
             return _text(400, f"malformed query: {exc}")
+        except WorkerFailed as exc:
+            return server_error(500, f"query evaluation failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - an evaluation error is the client's answer
-            log.exception("query failed")
-            return _text(500, f"query evaluation failed: {exc}")
+            log.debug("query failed", exc_info=True)
+            return server_error(500, f"query evaluation failed: {type(exc).__name__}: {exc}")
+        return _response(answer)
 
     def authorised(request: Request) -> Response | None:
         if api_key is None:
@@ -295,15 +275,21 @@ def create_app(
                          {"WWW-Authenticate": "Bearer"})
         return None
 
-    async def run_update(request: Request, update: str) -> Response:
-        denied = authorised(request)
-        if denied is not None:
-            return denied
+    async def run_update(update: str) -> Response:
         try:
             await _in_daemon_thread(store.update, update)
         except QuerySyntaxError as exc:
             return _text(400, f"malformed update: {exc}")
+        except Exception as exc:  # noqa: BLE001 - reported once, the server keeps serving
+            log.debug("update failed", exc_info=True)
+            return server_error(500, f"update failed: {type(exc).__name__}: {exc}")
         return Response(status_code=204)
+
+    def decode(body: bytes, what: str) -> str | Response:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _text(400, f"the {what} is not UTF-8 text: {exc}")
 
     @app.get("/sparql")
     async def get_sparql(request: Request) -> Response:
@@ -313,7 +299,7 @@ def create_app(
         query = params.get("query")
         if query is None:
             return Response(service_description(str(request.url_for("get_sparql"))), media_type="text/turtle")
-        return await run_query(query, request.headers.get("accept", "*/*"), _format_params(params))
+        return await run_query(request, query, request.headers.get("accept", "*/*"), _format_params(params))
 
     @app.post("/sparql")
     async def post_sparql(request: Request) -> Response:
@@ -321,28 +307,61 @@ def create_app(
         accept = request.headers.get("accept", "*/*")
         fmt = _format_params(request.query_params)
         if content_type == "application/sparql-query":
-            return await run_query((await request.body()).decode("utf-8"), accept, fmt)
+            body = await _read_body(request, max_query_bytes)
+            if body is None:
+                return _body_too_large(max_query_bytes, "query")
+            text = decode(body, "query")
+            return text if isinstance(text, Response) else await run_query(request, text, accept, fmt)
         if content_type == "application/sparql-update":
             denied = authorised(request)  # before the body is read: no key, no upload
             if denied is not None:
                 return denied
-            return await run_update(request, (await request.body()).decode("utf-8"))
+            body = await _read_body(request, max_body_bytes)
+            if body is None:
+                return _body_too_large(max_body_bytes, "update")
+            text = decode(body, "update")
+            return text if isinstance(text, Response) else await run_update(text)
         if content_type == "application/x-www-form-urlencoded":
-            form = parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True)
+            keyed = api_key is not None and authorised(request) is None
+            limit = max_body_bytes if keyed else max_query_bytes  # only a keyed form may carry a large update
+            body = await _read_body(request, limit)
+            if body is None:
+                return _body_too_large(limit, "form")
+            text = decode(body, "form")
+            if isinstance(text, Response):
+                return text
+            form = parse_qs(text, keep_blank_values=True)
             fmt = [v for key in ("format", "output") for v in form.get(key, [])] or fmt
             if "query" in form:
-                return await run_query(form["query"][0], accept, fmt)
+                return await run_query(request, form["query"][0], accept, fmt)
             if "update" in form:
-                return await run_update(request, form["update"][0])
+                denied = authorised(request)
+                return denied if denied is not None else await run_update(form["update"][0])
             return _text(400, "the form has neither a 'query' nor an 'update' field")
         return _text(415, f"unsupported content type {content_type!r}: use application/sparql-query, "
                      "application/sparql-update or application/x-www-form-urlencoded")
+
+    @app.get("/stats")
+    async def stats() -> Response:
+        counts = admission.snapshot()
+        body = {"workers": workers, "isolation": "process" if pool is not None else "thread",
+                "busy": admission.busy, "waiting": admission.waiting, "admitted": counts.admitted,
+                "waited": counts.waited, "refused_full": counts.refused_full, "refused_wait": counts.refused_wait,
+                "running_per_client": counts.running, "errors_5xx": {str(k): v for k, v in sorted(errors.items())},
+                "workers_killed": pool.killed if pool is not None else 0}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @app.get("/")
     async def root(request: Request) -> Response:
         return Response(service_description(str(request.url_for("get_sparql"))), media_type="text/turtle")
 
+    def close() -> None:
+        if pool is not None:
+            pool.close()
+
     app.state.store = store
+    app.state.admission = admission
+    app.state.close = close
     return BodyLimitMiddleware(app, max_body_bytes, error_body=lambda message: (message + "\n").encode())
 
 
@@ -371,9 +390,10 @@ class EndpointServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and wait for the thread."""
+        """Stop serving, wait for the thread and stop the query worker processes."""
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self.app.app.state.close()
 
     def __enter__(self) -> "EndpointServer":
         return self.start()
@@ -386,4 +406,7 @@ def serve(store: GeoStore, *, host: str = "127.0.0.1", port: int = 8890, **optio
     """Serve ``store`` in the foreground until interrupted."""
     app = create_app(store, **options)
     log.info("SPARQL endpoint on http://%s:%d/sparql", host, port)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        app.app.state.close()

@@ -569,6 +569,8 @@ class GeoStore:
         QuerySyntaxError
             Naming what is wrong (the parser's message, the literal, or the function).
         """
+        if self._plans.get((query, True, None, base_iri), self.generation) is not None:
+            return  # planned, hence checked, in this generation
         self._check_syntax(with_default_prefixes(query), base_iri)
 
     def _check_functions(self, query: str) -> None:
