@@ -149,9 +149,12 @@ def test_coordinates_counts_and_predicates(store: GeoStore) -> None:
     exprs.update({
         "n": "geof:numGeometries(?g)", "first": "geof:geometryN(?g, 1)", "empty": "geof:isEmpty(?g)",
         "simple": "geof:isSimple(?g)", "dim": "geof:dimension(?g)", "cdim": "geof:coordinateDimension(?g)",
-        "sdim": "geof:spatialDimension(?g)", "is3d": "geof:is3D(?g)",
+        "sdim": "geof:spatialDimension(?g)", "is3d": "geof:is3D(?g)", "m": "geof:isMeasured(?g)",
     })
     shapes = [*SHAPES, *SHAPES_3D, shapely.from_wkt("LINESTRING(0 0, 2 2, 0 2, 2 0)")]
+    measured = _values(store, {"m": "geof:isMeasured(?g)", "c": "geof:coordinateDimension(?g)"},
+                       [shapely.from_wkt("POINT M (1 2 3)")])[0]
+    assert (measured["m"].value, measured["c"].value) == ("true", "3")
     for geom, row in zip(shapes, _values(store, exprs, shapes)):
         minx, miny, maxx, maxy = geom.bounds
         assert [_float(row[k]) for k in ("minX", "minY", "maxX", "maxY")] == pytest.approx([minx, miny, maxx, maxy])
@@ -167,6 +170,7 @@ def test_coordinates_counts_and_predicates(store: GeoStore) -> None:
         assert int(row["dim"].value) == shapely.get_dimensions(geom)
         assert int(row["cdim"].value) == shapely.get_coordinate_dimension(geom)
         assert int(row["sdim"].value) == (3 if geom.has_z else 2) and row["is3d"].value == str(geom.has_z).lower()
+        assert row["m"].value == "false"
     multi = shapely.from_wkt("MULTIPOINT(1 2, 3 4, 5 6)")
     row = _values(store, {"second": "geof:geometryN(?g, 2)", "fourth": "geof:geometryN(?g, 4)",
                           "zero": "geof:geometryN(?g, 0)"}, [multi])[0]
