@@ -72,8 +72,8 @@ def features_of(source_part: dict[str, np.ndarray], target_part: dict[str, np.nd
 
 
 def _describe(part: dict[str, Any]) -> dict[str, Any]:
-    geoms = part["geoms"]
-    return {**part, "bounds": shapely.bounds(geoms).reshape(-1, 4), "points": shapely.get_num_coordinates(geoms),
+    geoms = part["geoms"] if "geoms" in part else shapely.from_wkb(part["wkb"])
+    return {"rows": part["rows"], "geoms": geoms, "bounds": shapely.bounds(geoms).reshape(-1, 4), "points": shapely.get_num_coordinates(geoms),
             "dims": shapely.get_dimensions(geoms)}
 
 
@@ -171,10 +171,11 @@ class _Executor:
         self.client = client
         self.progress = progress
 
-    def scatter(self, items: list[Any]) -> list[Any]:
+    def scatter(self, items: list[dict[str, Any]]) -> list[Any]:
         if self.client is None:
             return items
-        return self.client.scatter(items)
+        # WKB travels ~40x faster than pickled shapely objects (Dask pickles those one by one)
+        return self.client.scatter([{"rows": p["rows"], "wkb": shapely.to_wkb(p["geoms"])} for p in items])
 
     def map(self, func: Callable[..., dict[str, Any]], calls: Sequence[tuple[Any, ...]], desc: str) -> Iterator[dict[str, Any]]:
         bar = tqdm(total=len(calls), desc=desc, unit="partition", disable=not self.progress)
