@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-__all__ = ["hexagons", "generate", "interlink_sets", "interlink_cases", "to_ntriples", "write_sample_products", "SYN"]
+__all__ = ["SYN", "generate", "hexagons", "interlink_cases", "interlink_sets", "to_ntriples", "write_sample_products"]
 
 SYN = "http://extremeearth.eu/synthetic/"
 UNIVERSE = 90.0
@@ -165,7 +165,7 @@ def to_ntriples(layers: dict[str, gpd.GeoDataFrame]) -> str:
         feature = f"<{SYN}{name}/" + ids + ">"
         geom = f"<{SYN}{name}/" + ids + "/geom>"
         wkt = pd.Series(shapely.to_wkt(frame.geometry.to_numpy(), rounding_precision=9), index=frame.index)
-        cls = name[:-1] if name.endswith("s") else name
+        cls = name.removesuffix("s")
         block = np.column_stack([
             (feature + f" <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{SYN}{cls.capitalize()}> .").to_numpy(),
             (feature + f" <{SYN}tag> \"" + frame["tag"].astype(str) + "\"^^<http://www.w3.org/2001/XMLSchema#integer> .").to_numpy(),

@@ -46,4 +46,16 @@ if TYPE_CHECKING:
     from workbench.linked.interlink.verification import ALL_RELATIONS, DEFAULT_RELATIONS
     from workbench.linked.interlink.weighting import WEIGHTINGS
 
-__all__ = list(_EXPORTS)
+__all__ = [
+    "ALL_RELATIONS",
+    "DEFAULT_RELATIONS",
+    "FILTERS",
+    "WEIGHTINGS",
+    "InterlinkError",
+    "LinkResult",
+    "StoreSelection",
+    "evaluate",
+    "interlink",
+    "plot_recall_curve",
+    "recall_curve",
+]

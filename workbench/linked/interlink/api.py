@@ -20,7 +20,7 @@ from workbench.linked.interlink.weighting import parse_weighting
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["interlink", "check_budget", "links_frame"]
+__all__ = ["check_budget", "interlink", "links_frame"]
 
 log = logging.getLogger(__name__)
 

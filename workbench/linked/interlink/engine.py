@@ -10,25 +10,26 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
 from tqdm.auto import tqdm
 
+from workbench.linked.interlink.errors import InterlinkError
 from workbench.linked.interlink.filtering import FILTERS, candidates
 from workbench.linked.interlink.inputs import Side
 from workbench.linked.interlink.partition import GridPartitioner, fit_partitioner
 from workbench.linked.interlink.tiles import TileGrid, equigrid
-from workbench.linked.interlink.errors import InterlinkError
 from workbench.linked.interlink.verification import relate, relation_masks
 from workbench.linked.interlink.weighting import PairFeatures, pair_weights
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["Plan", "Outcome", "plan_run", "default_partitions", "run", "batch_task", "weigh_task", "verify_task", "features_of"]
+__all__ = ["Outcome", "Plan", "batch_task", "default_partitions", "features_of", "plan_run", "run", "verify_task", "weigh_task"]
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import shapely
 
 from workbench.linked.interlink.tiles import TileGrid
 
-__all__ = ["FILTERS", "grid_candidates", "strtree_candidates", "mbr_intersects", "reference_points", "candidates"]
+__all__ = ["FILTERS", "candidates", "grid_candidates", "mbr_intersects", "reference_points", "strtree_candidates"]
 
 #: The filter names.
 FILTERS = ("grid", "strtree")

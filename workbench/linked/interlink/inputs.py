@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from workbench.linked.store import GeoStore
 
-__all__ = ["Side", "StoreSelection", "read_side", "read_sides", "INVALID_POLICIES"]
+__all__ = ["INVALID_POLICIES", "Side", "StoreSelection", "read_side", "read_sides"]
 
 log = logging.getLogger(__name__)
 

@@ -65,8 +65,8 @@ def fit_partitioner(source_bounds: np.ndarray, target_bounds: np.ndarray, partit
     """A partitioner of about ``partitions`` cells balanced on both sides' MBR centres."""
     if partitions <= 1:
         return GridPartitioner(np.empty(0), np.empty(0))
-    kx = max(1, int(round(math.sqrt(partitions))))
-    ky = max(1, int(math.ceil(partitions / kx)))
+    kx = max(1, round(math.sqrt(partitions)))
+    ky = max(1, math.ceil(partitions / kx))
     both = np.concatenate([source_bounds, target_bounds])
     cx = (both[:, 0] + both[:, 2]) / 2
     cy = (both[:, 1] + both[:, 3]) / 2

@@ -8,7 +8,8 @@ pairs among the first *B*, the same as a run with ``budget=B`` finds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from distributed import Client
     from matplotlib.figure import Figure
 
-__all__ = ["DEFAULT_WEIGHTINGS", "recall_curve", "ranked_recall", "plot_recall_curve"]
+__all__ = ["DEFAULT_WEIGHTINGS", "plot_recall_curve", "ranked_recall", "recall_curve"]
 
 #: The weightings a curve compares by default.
 DEFAULT_WEIGHTINGS: tuple[str, ...] = ("cf", "js", "chi2", "mbro", "isp", "chi2*mbro", "random")

@@ -25,7 +25,7 @@ from workbench.linked.vocab import GEO, WB
 if TYPE_CHECKING:
     from workbench.linked.store import GeoStore
 
-__all__ = ["LinkResult", "SOURCE_IRI", "TARGET_IRI", "evaluate"]
+__all__ = ["SOURCE_IRI", "TARGET_IRI", "LinkResult", "evaluate"]
 
 #: Default IRI templates of ids that are not IRIs.
 SOURCE_IRI = WB + "interlink/source/{id}"
@@ -104,11 +104,12 @@ class LinkResult:
         """One line per count: what was read, filtered, verified and linked."""
         st = self.stats
         lines = [
-            f"source {st['source']} geometries, target {st['target']} (CRS {self.crs}); invalid repaired "
-            f"{st['source_repaired']}+{st['target_repaired']}, skipped {st['source_skipped']}+{st['target_skipped']}, "
-            f"empty dropped {st['source_empty']}+{st['target_empty']}",
-            f"filter {st['filter']}: {st['candidates']} candidate pairs in {st['partitions']} partition(s); "
-            f"verified {st['verified']}" + (f" (budget {st['budget']}, weighting {st['weighting']})" if st.get("budget") else ""),
+            (f"source {st['source']} geometries, target {st['target']} (CRS {self.crs}); invalid repaired "
+             f"{st['source_repaired']}+{st['target_repaired']}, skipped {st['source_skipped']}+{st['target_skipped']}, "
+             f"empty dropped {st['source_empty']}+{st['target_empty']}"),
+            (f"filter {st['filter']}: {st['candidates']} candidate pairs in {st['partitions']} partition(s); "
+             f"verified {st['verified']}"
+             + (f" (budget {st['budget']}, weighting {st['weighting']})" if st.get("budget") else "")),
             "links: " + ", ".join(f"{k} {v}" for k, v in self.counts().items()),
         ]
         return "\n".join(lines)

@@ -20,9 +20,9 @@ __all__ = [
     "DEFAULT_RELATIONS",
     "PATTERNS",
     "check_relations",
+    "mask_names",
     "relate",
     "relation_masks",
-    "mask_names",
 ]
 
 #: The relations interlinking derives (GeoSPARQL local names), in bit order.

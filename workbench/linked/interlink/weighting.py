@@ -24,7 +24,7 @@ import numpy as np
 from workbench.linked.interlink.errors import InterlinkError
 from workbench.linked.interlink.tiles import TileGrid
 
-__all__ = ["WEIGHTINGS", "PairFeatures", "parse_weighting", "pair_weights"]
+__all__ = ["WEIGHTINGS", "PairFeatures", "pair_weights", "parse_weighting"]
 
 #: The weighting schemes (a hybrid multiplies some: ``"chi2*mbro"``).
 WEIGHTINGS: tuple[str, ...] = ("cf", "js", "chi2", "mbro", "isp", "random")
