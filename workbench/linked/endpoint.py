@@ -33,6 +33,7 @@ import hmac
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -211,6 +212,7 @@ def create_app(
         store.flush()  # the workers' read-only views start from what is on disk
         pool = QueryWorkers(store.path, size=workers, geosparql_functions=store.geosparql).start()
 
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sparql-wait") if pool else None
     app = FastAPI(title="ExtremeEarth Workbench SPARQL endpoint")
     admission = Admission(workers=workers, queue=queue, wait=timeout if queue_wait is None else queue_wait,
                           per_client=per_client)
@@ -247,7 +249,10 @@ def create_app(
             await admission.acquire(client, wait=min(admission.wait, timeout))
         except QueueFull as exc:
             return server_error(503, f"{exc}; retry later", {"Retry-After": str(exc.retry_after)})
-        future = _in_daemon_thread(evaluate, query, accept, fmt, deadline)
+        if executor is not None:  # worker processes: the waiting thread always ends by the deadline
+            future = asyncio.get_running_loop().run_in_executor(executor, evaluate, query, accept, fmt, deadline)
+        else:  # threads may outlive their request (pyoxigraph cannot be stopped): daemon threads
+            future = _in_daemon_thread(evaluate, query, accept, fmt, deadline)
         future.add_done_callback(lambda _: admission.release(client))  # the slot is free when the work is
         grace = 2.0 if pool is not None else 0.0  # a worker process answers or is killed at the deadline itself
         try:
@@ -358,6 +363,8 @@ def create_app(
     def close() -> None:
         if pool is not None:
             pool.close()
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     app.state.store = store
     app.state.admission = admission
