@@ -458,6 +458,17 @@ def test_dggs_data_is_indexed_and_rewritten() -> None:
     assert {r["f"] for r in rows} == {f"http://example.org/{n}" for n in ("cR12", "cR12g", "cR123", "cR123g")}
 
 
+def test_property_forms_follow_has_serialization() -> None:
+    """GeoSPARQL 1.1's super-property of the serialisations is followed by the query rewrite too."""
+    s = GeoStore(entailment="none")
+    s.load_data(f"""@prefix geo: <{GEO}> . @prefix ex: <http://example.org/> .
+        ex:a geo:hasDefaultGeometry ex:ga . ex:ga geo:hasSerialization "POLYGON((0 0,10 0,10 10,0 10,0 0))"^^geo:wktLiteral .
+        ex:b geo:hasDefaultGeometry ex:gb . ex:gb geo:hasSerialization "{{\\"type\\":\\"Point\\",\\"coordinates\\":[5,5]}}"^^geo:geoJSONLiteral .
+        ex:c geo:hasDefaultGeometry ex:gc . ex:gc geo:asWKT "POINT(50 50)"^^geo:wktLiteral .""")
+    rows = s.select(P + "SELECT ?f WHERE { ex:a geo:sfContains ?f }")
+    assert {r["f"].rsplit("/", 1)[-1] for r in rows} == {"a", "ga", "b", "gb"}
+
+
 def _values_dggs(store: GeoStore, expressions: dict[str, str], cells: list[str]) -> list[dict]:
     rows = " ".join(f'({i} "<https://w3id.org/dggs/auspix> CELL ({c})"^^geo:dggsLiteral)' for i, c in enumerate(cells))
     binds = " ".join(f"BIND({expr} AS ?{name})" for name, expr in expressions.items())

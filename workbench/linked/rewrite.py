@@ -175,7 +175,8 @@ def _matching(tokens: list[Token], start: int) -> int:
     raise TokenizeError(f"unbalanced {opening!r}")
 
 
-_SER = f"(<{GEO}asWKT>|<{GEO}asGML>|<{GEO}asGeoJSON>|<{GEO}asKML>|<{GEO}asDGGS>)"  # GeoSPARQL 1.1 serialisations too
+#: the serialisation properties the rewrite follows (GeoSPARQL 1.1's too, and their super-property)
+_SER = "(" + "|".join(f"<{GEO}{p}>" for p in ("asWKT", "asGML", "asGeoJSON", "asKML", "asDGGS", "hasSerialization")) + ")"
 _DEF = f"<{GEO}hasDefaultGeometry>"
 
 
