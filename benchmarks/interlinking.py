@@ -66,7 +66,7 @@ def batch(n: int) -> float:
     source, target = interlink_sets(n, seed=0)
     src, tgt, _ = read_sides(source, target)
     grid = equigrid(src.bounds)
-    g_t, g_mem, cand = traced(lambda: grid_candidates(grid, src.bounds, tgt.bounds))
+    g_t, g_mem, cand = traced(lambda: grid_candidates(grid, source_bounds=src.bounds, target_bounds=tgt.bounds))
     s_t, s_mem, cand2 = traced(lambda: strtree_candidates(src.geoms, tgt.geoms))
     assert np.array_equal(cand[0], cand2[0]) and np.array_equal(cand[1], cand2[1])
     print(f"filter grid    {n} x {n}: {len(cand[0])} candidates in {g_t:.2f} s, memory peak {g_mem:.0f} MiB "

@@ -73,7 +73,7 @@ def test_default_relations_and_the_link_table(cases, truth) -> None:
 def test_both_filters_give_identical_candidates_and_only_mbr_pairs(cases) -> None:
     src, tgt, _ = read_sides(*cases)
     grid = equigrid(src.bounds)
-    g = grid_candidates(grid, src.bounds, tgt.bounds, chunk=17)  # small chunks: the target streamed
+    g = grid_candidates(grid, source_bounds=src.bounds, target_bounds=tgt.bounds, chunk=17)  # small chunks: the target streamed
     s = strtree_candidates(src.geoms, tgt.geoms)
     assert np.array_equal(g[0], s[0]) and np.array_equal(g[1], s[1])
     sb, tb = src.bounds[:, None, :], tgt.bounds[None, :, :]

@@ -45,7 +45,7 @@ def check_budget(budget: Any) -> int | None:
     return int(budget)
 
 
-def links_frame(source: Side, target: Side, s: np.ndarray, t: np.ndarray, masks: np.ndarray,
+def links_frame(source: Side, target: Side, *, s: np.ndarray, t: np.ndarray, masks: np.ndarray,
                 relations: tuple[str, ...]) -> pd.DataFrame:
     """Long link table: one ``(source_id, target_id, relation)`` row per pair and relation that holds."""
     pieces = []
@@ -123,8 +123,8 @@ def interlink(source: Any, target: Any, *, relations: list[str] | tuple[str, ...
     read_s = time.perf_counter() - started
     computed = tuple(dict.fromkeys(("sfIntersects", *names)))
     plan = plan_run(src, tgt, relations=computed, filter=filter, schemes=schemes,
-                    partitions=partitions or default_partitions(src, tgt, client), seed=seed)
-    outcome = run(src, tgt, plan, budget=budget, client=client, progress=progress)
+                    partitions=partitions or default_partitions(src, tgt, client=client), seed=seed)
+    outcome = run(src, tgt, plan=plan, budget=budget, client=client, progress=progress)
     intersects_bit = np.uint32(1 << ALL_RELATIONS.index("sfIntersects"))
     related = int(np.count_nonzero(outcome.masks & intersects_bit))
     complete = budget is None or budget >= outcome.candidates
@@ -141,7 +141,7 @@ def interlink(source: Any, target: Any, *, relations: list[str] | tuple[str, ...
         "read_seconds": read_s, "filter_seconds": outcome.filter_seconds, "verify_seconds": outcome.verify_seconds,
         "seconds": time.perf_counter() - started, "distributed": client is not None,
     }
-    links = links_frame(src, tgt, outcome.source_rows, outcome.target_rows, outcome.masks, names)
+    links = links_frame(src, tgt, s=outcome.source_rows, t=outcome.target_rows, masks=outcome.masks, relations=names)
     pairs = pd.DataFrame({"source_row": outcome.source_rows, "target_row": outcome.target_rows,
                           "mask": outcome.masks})
     log.info("interlinked %d x %d geometries: %d candidates, %d verified, %d links", len(src), len(tgt),

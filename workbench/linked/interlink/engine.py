@@ -62,7 +62,7 @@ class Outcome:
     verify_seconds: float
 
 
-def features_of(source_part: dict[str, np.ndarray], target_part: dict[str, np.ndarray],
+def features_of(source_part: dict[str, np.ndarray], target_part: dict[str, np.ndarray], *,
                 ls: np.ndarray, lt: np.ndarray) -> PairFeatures:
     """The weighting inputs of local pairs ``(ls, lt)`` of a partition."""
     return PairFeatures(
@@ -79,7 +79,8 @@ def _describe(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def _local_candidates(cell: int, plan: Plan, src: dict[str, Any], tgt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    ls, lt = candidates(plan.filter, plan.grid, src["geoms"], src["bounds"], tgt["geoms"], tgt["bounds"])
+    ls, lt = candidates(plan.filter, plan.grid, source_geoms=src["geoms"], source_bounds=src["bounds"],
+                        target_geoms=tgt["geoms"], target_bounds=tgt["bounds"])
     if plan.partitioner.cells > 1:  # reference-point rule: the pair belongs to one partition
         sb, tb = src["bounds"][ls], tgt["bounds"][lt]
         keep = plan.partitioner.cell_of_points(np.maximum(sb[:, 0], tb[:, 0]), np.maximum(sb[:, 1], tb[:, 1])) == cell
@@ -94,11 +95,12 @@ def _verify_local(plan: Plan, src: dict[str, Any], tgt: dict[str, Any], ls: np.n
     meet = np.flatnonzero(shapely.intersects(a, b))
     masks = np.zeros(len(ls), dtype=np.uint32)
     matrices = relate(a[meet], b[meet])
-    masks[meet] = relation_masks(matrices, src["dims"][ls[meet]], tgt["dims"][lt[meet]], plan.relations)
+    masks[meet] = relation_masks(matrices, source_dims=src["dims"][ls[meet]], target_dims=tgt["dims"][lt[meet]],
+                                 relations=plan.relations)
     return masks
 
 
-def batch_task(cell: int, plan: Plan, source_part: dict[str, Any], target_part: dict[str, Any]) -> dict[str, Any]:
+def batch_task(*, cell: int, plan: Plan, source_part: dict[str, Any], target_part: dict[str, Any]) -> dict[str, Any]:
     """Filter and verify every candidate pair of one partition (rows are global)."""
     src, tgt = _describe(source_part), _describe(target_part)
     t0 = time.perf_counter()
@@ -110,18 +112,18 @@ def batch_task(cell: int, plan: Plan, source_part: dict[str, Any], target_part: 
             "filter_s": t1 - t0, "verify_s": t2 - t1}
 
 
-def weigh_task(cell: int, plan: Plan, source_part: dict[str, Any], target_part: dict[str, Any]) -> dict[str, Any]:
+def weigh_task(*, cell: int, plan: Plan, source_part: dict[str, Any], target_part: dict[str, Any]) -> dict[str, Any]:
     """Filter one partition and weigh its candidate pairs (rows are global)."""
     assert plan.schemes is not None
     src, tgt = _describe(source_part), _describe(target_part)
     t0 = time.perf_counter()
     ls, lt = _local_candidates(cell, plan, src, tgt)
-    weights = pair_weights(plan.schemes, plan.grid, features_of(src, tgt, ls, lt), seed=plan.seed)
+    weights = pair_weights(plan.schemes, plan.grid, features=features_of(src, tgt, ls=ls, lt=lt), seed=plan.seed)
     return {"cell": cell, "s": src["rows"][ls], "t": tgt["rows"][lt], "w": weights,
             "filter_s": time.perf_counter() - t0}
 
 
-def verify_task(plan: Plan, source_part: dict[str, Any], target_part: dict[str, Any],
+def verify_task(*, plan: Plan, source_part: dict[str, Any], target_part: dict[str, Any],
                 source_rows: np.ndarray, target_rows: np.ndarray) -> dict[str, Any]:
     """Verify the chosen pairs (global rows) of one partition."""
     src, tgt = _describe(source_part), _describe(target_part)
@@ -137,11 +139,11 @@ def plan_run(source: Side, target: Side, *, relations: tuple[str, ...], filter: 
     """The grid (from the source side's mean MBR) and a partitioner of ``partitions`` cells over both sides."""
     if filter not in FILTERS:
         raise InterlinkError(f"unknown filter {filter!r}: expected one of {', '.join(FILTERS)}")
-    return Plan(equigrid(source.bounds), fit_partitioner(source.bounds, target.bounds, partitions),
+    return Plan(equigrid(source.bounds), fit_partitioner(source.bounds, target.bounds, partitions=partitions),
                 tuple(relations), filter, schemes, seed)
 
 
-def default_partitions(source: Side, target: Side, client: Client | None) -> int:
+def default_partitions(source: Side, target: Side, *, client: Client | None) -> int:
     """Partitions when none are asked for: ~250k geometries each, and at least 2 per Dask worker."""
     by_size = max(1, round((len(source) + len(target)) / _TARGET_PER_PARTITION))
     if client is None:
@@ -178,17 +180,18 @@ class _Executor:
         # WKB travels ~40x faster than pickled shapely objects (Dask pickles those one by one)
         return self.client.scatter([{"rows": p["rows"], "wkb": shapely.to_wkb(p["geoms"])} for p in items])
 
-    def map(self, func: Callable[..., dict[str, Any]], calls: Sequence[tuple[Any, ...]], desc: str) -> Iterator[dict[str, Any]]:
+    def map(self, func: Callable[..., dict[str, Any]], calls: Sequence[dict[str, Any]], *,
+            desc: str) -> Iterator[dict[str, Any]]:
         bar = tqdm(total=len(calls), desc=desc, unit="partition", disable=not self.progress)
         try:
             if self.client is None:
-                for args in calls:
-                    yield func(*args)
+                for kwargs in calls:
+                    yield func(**kwargs)
                     bar.update()
                 return
             from distributed import as_completed
 
-            futures = [self.client.submit(func, *args, pure=False) for args in calls]
+            futures = [self.client.submit(func, pure=False, **kwargs) for kwargs in calls]
             for future in as_completed(futures):
                 yield future.result()
                 bar.update()
@@ -200,7 +203,7 @@ def _concat(results: list[dict[str, Any]], key: str, dtype: Any) -> np.ndarray:
     return np.concatenate([r[key] for r in results]).astype(dtype) if results else np.empty(0, dtype=dtype)
 
 
-def run(source: Side, target: Side, plan: Plan, *, budget: int | None = None, client: Client | None = None,
+def run(source: Side, target: Side, *, plan: Plan, budget: int | None = None, client: Client | None = None,
         progress: bool = False) -> Outcome:
     """Compute the verified pairs: all candidates, or the ``budget`` best-weighted ones (``plan.schemes``).
 
@@ -212,13 +215,15 @@ def run(source: Side, target: Side, plan: Plan, *, budget: int | None = None, cl
     payloads = executor.scatter([p for _, s, t in parts for p in (s, t)])
     sp, tp = payloads[0::2], payloads[1::2]
     if budget is None or plan.schemes is None:
-        results = list(executor.map(batch_task, [(c, plan, s, t) for c, s, t in zip(cells, sp, tp)], "interlinking"))
+        calls = [{"cell": c, "plan": plan, "source_part": s, "target_part": t} for c, s, t in zip(cells, sp, tp)]
+        results = list(executor.map(batch_task, calls, desc="interlinking"))
         s, t, m = _concat(results, "s", np.int64), _concat(results, "t", np.int64), _concat(results, "mask", np.uint32)
         n_candidates = sum(r["candidates"] for r in results)
         filter_s = sum(r["filter_s"] for r in results)
         verify_s = sum(r["verify_s"] for r in results)
     else:
-        weighed = list(executor.map(weigh_task, [(c, plan, s, t) for c, s, t in zip(cells, sp, tp)], "weighing"))
+        calls = [{"cell": c, "plan": plan, "source_part": s, "target_part": t} for c, s, t in zip(cells, sp, tp)]
+        weighed = list(executor.map(weigh_task, calls, desc="weighing"))
         weighed.sort(key=lambda r: r["cell"])  # completion order differs run to run
         owner = np.concatenate([np.full(len(r["s"]), r["cell"]) for r in weighed]) if weighed else np.empty(0, int)
         cs, ct, cw = _concat(weighed, "s", np.int64), _concat(weighed, "t", np.int64), _concat(weighed, "w", np.float64)
@@ -231,8 +236,9 @@ def run(source: Side, target: Side, plan: Plan, *, budget: int | None = None, cl
         for cell in np.unique(chosen_cell).tolist():
             sel = np.sort(order[chosen_cell == cell])
             j = cells.index(cell)
-            calls.append((plan, sp[j], tp[j], cs[sel], ct[sel]))
-        results = list(executor.map(verify_task, calls, "verifying"))
+            calls.append({"plan": plan, "source_part": sp[j], "target_part": tp[j], "source_rows": cs[sel],
+                          "target_rows": ct[sel]})
+        results = list(executor.map(verify_task, calls, desc="verifying"))
         s, t, m = _concat(results, "s", np.int64), _concat(results, "t", np.int64), _concat(results, "mask", np.uint32)
         verify_s = sum(r["verify_s"] for r in results)
     order = np.lexsort((t, s))

@@ -49,7 +49,7 @@ def _sorted(si: np.ndarray, ti: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return si[order].astype(np.int64), ti[order].astype(np.int64)
 
 
-def grid_candidates(grid: TileGrid, source_bounds: np.ndarray, target_bounds: np.ndarray, *,
+def grid_candidates(grid: TileGrid, *, source_bounds: np.ndarray, target_bounds: np.ndarray,
                     chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs ``(source rows, target rows)`` by the equigrid, the target streamed ``chunk`` rows at a time.
 
@@ -100,11 +100,11 @@ def strtree_candidates(source_geoms: np.ndarray, target_geoms: np.ndarray) -> tu
     return _sorted(s[keep], t[keep])
 
 
-def candidates(method: str, grid: TileGrid, source_geoms: np.ndarray, source_bounds: np.ndarray,
+def candidates(method: str, grid: TileGrid, *, source_geoms: np.ndarray, source_bounds: np.ndarray,
                target_geoms: np.ndarray, target_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs by the filter named ``method`` (``"grid"`` or ``"strtree"``)."""
     if method == "grid":
-        return grid_candidates(grid, source_bounds, target_bounds)
+        return grid_candidates(grid, source_bounds=source_bounds, target_bounds=target_bounds)
     if method == "strtree":
         return strtree_candidates(source_geoms, target_geoms)
     raise ValueError(f"unknown filter {method!r}: expected one of {', '.join(FILTERS)}")

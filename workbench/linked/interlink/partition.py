@@ -61,7 +61,7 @@ class GridPartitioner:
         return owner[order], cells[order]
 
 
-def fit_partitioner(source_bounds: np.ndarray, target_bounds: np.ndarray, partitions: int) -> GridPartitioner:
+def fit_partitioner(source_bounds: np.ndarray, target_bounds: np.ndarray, *, partitions: int) -> GridPartitioner:
     """A partitioner of about ``partitions`` cells balanced on both sides' MBR centres."""
     if partitions <= 1:
         return GridPartitioner(np.empty(0), np.empty(0))

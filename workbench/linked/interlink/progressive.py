@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_WEIGHTINGS", "plot_recall_curve", "ranked_recall", "recall_c
 DEFAULT_WEIGHTINGS: tuple[str, ...] = ("cf", "js", "chi2", "mbro", "isp", "chi2*mbro", "random")
 
 
-def ranked_recall(weights: np.ndarray, source_rows: np.ndarray, target_rows: np.ndarray, related: np.ndarray,
+def ranked_recall(weights: np.ndarray, *, source_rows: np.ndarray, target_rows: np.ndarray, related: np.ndarray,
                   budgets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision after verifying the ``budgets`` best-weighted candidates (ties by rows)."""
     order = np.lexsort((target_rows, source_rows, -weights))
@@ -57,8 +57,8 @@ def recall_curve(source: Any, target: Any, *, weightings: Sequence[str] = DEFAUL
     schemes = {w: parse_weighting(w) for w in weightings}
     src, tgt, _ = read_sides(source, target, crs=crs, invalid=invalid)
     plan = plan_run(src, tgt, relations=("sfIntersects",), filter=filter, schemes=None,
-                    partitions=partitions or default_partitions(src, tgt, client), seed=seed)
-    full = run(src, tgt, plan, client=client)
+                    partitions=partitions or default_partitions(src, tgt, client=client), seed=seed)
+    full = run(src, tgt, plan=plan, client=client)
     s, t = full.source_rows, full.target_rows
     related = (full.masks & np.uint32(1 << ALL_RELATIONS.index("sfIntersects"))) != 0
     features = PairFeatures(src.bounds[s], tgt.bounds[t], shapely.get_num_coordinates(src.geoms[s]),
@@ -67,8 +67,8 @@ def recall_curve(source: Any, target: Any, *, weightings: Sequence[str] = DEFAUL
     budgets = np.maximum(1, np.ceil(fr * len(s)).astype(np.int64))
     rows = []
     for name, parts in schemes.items():
-        weights = pair_weights(parts, plan.grid, features, seed=seed)
-        recall, precision = ranked_recall(weights, s, t, related, budgets)
+        weights = pair_weights(parts, plan.grid, features=features, seed=seed)
+        recall, precision = ranked_recall(weights, source_rows=s, target_rows=t, related=related, budgets=budgets)
         rows.append(pd.DataFrame({"weighting": name, "fraction": fr, "budget": budgets,
                                   "recall": recall, "precision": precision}))
     return pd.concat(rows, ignore_index=True)

@@ -112,7 +112,7 @@ def _f(m: np.ndarray, k: int) -> np.ndarray:
     return m[:, k] == _F
 
 
-def relation_masks(matrices: np.ndarray, source_dims: np.ndarray, target_dims: np.ndarray,
+def relation_masks(matrices: np.ndarray, *, source_dims: np.ndarray, target_dims: np.ndarray,
                    relations: tuple[str, ...] = ALL_RELATIONS) -> np.ndarray:
     """Bit mask (``uint32``, bit *i* = ``ALL_RELATIONS[i]``) of the relations that hold per pair.
 

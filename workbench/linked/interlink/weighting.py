@@ -118,7 +118,7 @@ def _random(f: PairFeatures, seed: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def pair_weights(schemes: tuple[str, ...], grid: TileGrid, features: PairFeatures, *, seed: int = 0) -> np.ndarray:
+def pair_weights(schemes: tuple[str, ...], grid: TileGrid, *, features: PairFeatures, seed: int = 0) -> np.ndarray:
     """Weights of candidate pairs under a (hybrid) weighting: the product of its schemes' weights."""
     n = len(features.source_rows)
     weight = np.ones(n, dtype=np.float64)
