@@ -698,10 +698,16 @@ def custom_aggregate_functions() -> dict[ox.NamedNode, Callable[[], Any]]:
     ``accumulate(term)`` per row and ``finish()`` once. A group holding a term that is
     not a geometry literal aggregates to unbound; so does an empty group.
     """
-    return {
-        ox.NamedNode(GEOF + name): type(f"_{name}", (_Accumulator,), {"name": name})
-        for name in _AGGREGATES
-    }
+    return {ox.NamedNode(GEOF + name): cls for name, cls in _ACCUMULATORS.items()}
+
+
+def _accumulator_class(name: str) -> type[_Accumulator]:
+    cls = type(f"_Agg_{name}", (_Accumulator,), {"name": name, "__module__": __name__})
+    globals()[cls.__name__] = cls  # importable by name: the mapping pickles (e.g. to worker processes)
+    return cls
+
+
+_ACCUMULATORS: dict[str, type[_Accumulator]] = {name: _accumulator_class(name) for name in _AGGREGATES}
 
 
 #: GeoSPARQL 1.1 measure properties -> (function, dimension of the geometries they are stated for)
