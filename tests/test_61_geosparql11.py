@@ -476,6 +476,32 @@ def _values_dggs(store: GeoStore, expressions: dict[str, str], cells: list[str])
     return [{n: r[n] for n in ["i", *expressions]} for r in result]
 
 
+def test_issue_14_user_queries_over_sparqlwrapper(server: EndpointServer) -> None:
+    """Issue 14, tried as a user: sfIntersects WKT/GeoJSON/KML, area, length, metricArea, minX..maxZ, numGeometries."""
+    from SPARQLWrapper import JSON, SPARQLWrapper
+
+    client = SPARQLWrapper(server.url)
+    client.setReturnFormat(JSON)
+    square = "POLYGON((0 0, 3 0, 3 3, 0 3, 0 0))"
+    client.setQuery(P + f"""SELECT ?i ?k ?a ?l ?m ?x ?X ?z ?n WHERE {{
+        ?g geo:asGeoJSON ?w .
+        BIND(geof:sfIntersects("{square}"^^geo:wktLiteral, ?w) AS ?i)
+        BIND(geof:sfIntersects(?w, "<Point><coordinates>1,2</coordinates></Point>"^^geo:kmlLiteral) AS ?k)
+        BIND(geof:area("{square}"^^geo:wktLiteral, unit:M2) AS ?a)
+        BIND(geof:length("LINESTRING(0 0, 0 1)"^^geo:wktLiteral, uom:metre) AS ?l)
+        BIND(geof:metricArea("{square}"^^geo:wktLiteral) AS ?m)
+        BIND(geof:minX(?w) AS ?x) BIND(geof:maxX("{square}"^^geo:wktLiteral) AS ?X)
+        BIND(geof:maxZ("POINT Z(1 2 30)"^^geo:wktLiteral) AS ?z)
+        BIND(geof:numGeometries("MULTIPOINT(1 1, 2 2)"^^geo:wktLiteral) AS ?n) }}""")
+    (row,) = client.query().convert()["results"]["bindings"]
+    assert row["i"]["value"] == "true" and row["k"]["value"] == "true"
+    assert float(row["a"]["value"]) == pytest.approx(_geodesic_area(shapely.box(0, 0, 3, 3)), rel=1e-9)
+    assert float(row["m"]["value"]) == float(row["a"]["value"])
+    assert float(row["l"]["value"]) == pytest.approx(GEOD.inv(0, 0, 0, 1)[2], rel=1e-9)
+    assert (float(row["x"]["value"]), float(row["X"]["value"]), float(row["z"]["value"])) == (1.0, 3.0, 30.0)
+    assert row["n"] == {"type": "literal", "datatype": "http://www.w3.org/2001/XMLSchema#integer", "value": "2"}
+
+
 # ---------------------------------------------------------------- compliance runner on the 1.1 layout
 
 def _runner():  # type: ignore[no-untyped-def]
