@@ -64,7 +64,7 @@ class Side:
     name
         ``"source"`` or ``"target"`` (used in messages).
     ids
-        The feature ids (object array: strings, IRIs or integers), one per geometry.
+        The feature ids (strings, IRIs or integers, in their column's dtype), one per geometry.
     geoms
         Shapely geometries (valid, non-empty).
     crs
@@ -209,7 +209,7 @@ def read_side(data: Any, *, name: str = "source", id_column: str | None = None, 
     if id_column is not None and id_column not in frame.columns:
         raise InterlinkError(f"the {name} has no id column {id_column!r}; its columns: {list(frame.columns)}")
     column = id_column or ("id" if "id" in frame.columns else None)
-    ids = (frame[column] if column else frame.index.to_series()).to_numpy(dtype=object)
+    ids = (frame[column] if column else frame.index.to_series()).to_numpy()
     if column and pd.Series(ids).duplicated().any():
         raise InterlinkError(f"the {name}'s id column {column!r} holds duplicate ids; links need one id per feature")
     geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
