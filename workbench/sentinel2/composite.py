@@ -1,21 +1,23 @@
 """Monthly median composites of valid observations over the agronomic year.
 
-Pure computation: NumPy kernels on blocks, and a lazy Dask/xarray wrapper that
-maps them over a ``(time, band, y, x)`` cube chunked in space only.
+Pure computation: a compiled kernel on blocks, and a lazy Dask/xarray wrapper
+that maps it over a ``(time, band, y, x)`` cube chunked in space only (each
+task holds whole time series), on threads or on a multi-process cluster.
 
-The median kernel sorts the few observations of a month with a vectorised
-Batcher odd–even merge network (elementwise ``minimum``/``maximum`` over
-cache-sized slabs, NaN sorted last as +inf), counts the valid ones and picks
-the middle one or two. It returns exactly what ``numpy.nanmedian`` returns (mean of the two
-middle values for an even count, NaN for no value) at memory speed, where
-``nanmedian`` (and xarray's ``resample(...).median()`` on top of it) calls a
-Python function per pixel.
+The median kernel (:mod:`workbench.sentinel2.median_kernel`) sorts the few
+observations of a month with a Batcher odd–even merge network over
+cache-sized tiles of pixels (NaN sorted last as +inf), counts the valid ones
+and picks the middle one or two, and counts the observations valid in every
+band in the same pass. It returns exactly what ``numpy.nanmedian`` returns
+(the middle value for an odd count, the mean of the two middle values for an
+even count, NaN for no value) close to memory speed, where ``nanmedian`` (and
+xarray's ``resample(...).median()`` on top of it) partitions each pixel's
+series separately.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +40,6 @@ __all__ = [
 ]
 
 N_MONTHS = 12
-_NETWORK_MAX = 32  # above this many observations per month, fall back to np.sort
 
 
 def agronomic_months(agronomic_year: int) -> np.ndarray:
@@ -57,140 +58,78 @@ def month_index(times: np.ndarray, *, agronomic_year: int) -> np.ndarray:
     return np.where((idx >= 0) & (idx < N_MONTHS), idx, -1)
 
 
-@lru_cache(maxsize=64)
-def _network(k: int) -> tuple[tuple[int, int], ...]:
-    """Comparators (i < j) of Batcher's odd–even merge sort for ``k`` inputs.
-
-    Built for the next power of two and pruned to indices < ``k``: the pruned
-    inputs would be +inf, which never move, so the pruned network still sorts.
-    """
-    n = 1
-    while n < k:
-        n *= 2
-    pairs = []
-    p = 1
-    while p < n:
-        step = p
-        while step >= 1:
-            for j in range(step % p, n - step, 2 * step):
-                for i in range(min(step, n - j - step)):
-                    if (i + j) // (2 * p) == (i + j + step) // (2 * p):
-                        pairs.append((i + j, i + j + step))
-            step //= 2
-        p *= 2
-    return tuple((a, b) for a, b in pairs if b < k)
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype of a median of ``dtype`` values: floats keep theirs, anything else is float64."""
+    return np.dtype(dtype if np.issubdtype(dtype, np.floating) else np.float64)
 
 
-class _Workspace:
-    """Buffers reused across the slabs of one median: no allocation per slab.
-
-    (Dask worker processes trim the heap aggressively, so fresh temporaries
-    cost page faults; reusing buffers keeps the kernel at memory speed there.)
-    """
-
-    def __init__(self, k: int, step: int, dtype: np.dtype) -> None:
-        self.buf = np.empty((k + 1, step), dtype=dtype)  # k planes + one scratch row
-        self.nan = np.empty(step, dtype=bool)
-        self.count = np.empty(step, dtype=np.int64)
-        self.idx = np.empty(step, dtype=np.int64)
-        self.pos = np.arange(step, dtype=np.int64)
-        self.a = np.empty(step, dtype=dtype)
-        self.b = np.empty(step, dtype=dtype)
+def _groups(months: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR layout of the times of each group: ``order[starts[g]:starts[g + 1]]`` (-1: in no group)."""
+    order = np.argsort(months, kind="stable")
+    order = order[months[order] >= 0]
+    starts = np.searchsorted(months[order], np.arange(n_groups + 1))
+    return order.astype(np.int64), starts.astype(np.int64)
 
 
-def _median_slab(stack: np.ndarray, out: np.ndarray, ws: _Workspace) -> None:
-    """Median along axis 0 of ``stack`` (k, m) into ``out`` (m,) through a sorting network."""
-    k, m = stack.shape
-    buf = ws.buf[:, :m]
-    count, nan = ws.count[:m], ws.nan[:m]
-    count.fill(k)
-    inf = buf.dtype.type(np.inf)
-    for i in range(k):
-        np.isnan(stack[i], out=nan)
-        np.subtract(count, nan, out=count)
-        np.fmin(stack[i], inf, out=buf[i])  # x, or +inf where x is NaN: NaN sorts last
-    rows = list(range(k))
-    scratch = k
-    for i, j in _network(k):
-        a, b = buf[rows[i]], buf[rows[j]]
-        np.minimum(a, b, out=buf[scratch])
-        np.maximum(a, b, out=b)
-        rows[i], scratch = scratch, rows[i]  # swap rows instead of copying
-    flat = ws.buf.reshape(-1)
-    order = np.asarray(rows, dtype=np.int64) * ws.buf.shape[1]  # flat offset of the r-th smallest row
-    idx, pos = ws.idx[:m], ws.pos[:m]
-    # lower middle: rank (n - 1) // 2 (0 when n == 0); upper middle: rank n // 2 (clipped)
-    np.maximum(count, 1, out=idx)
-    np.subtract(idx, 1, out=idx)
-    np.floor_divide(idx, 2, out=idx)
-    np.take(order, idx, out=idx)
-    np.add(idx, pos, out=idx)
-    np.take(flat, idx, out=ws.a[:m])
-    np.floor_divide(count, 2, out=idx)
-    np.minimum(idx, k - 1, out=idx)
-    np.take(order, idx, out=idx)
-    np.add(idx, pos, out=idx)
-    np.take(flat, idx, out=ws.b[:m])
-    np.add(ws.a[:m], ws.b[:m], out=out)
-    np.multiply(out, out.dtype.type(0.5), out=out)
-    np.equal(count, 0, out=nan)
-    np.copyto(out, out.dtype.type(np.nan), where=nan)
+def _sorted_median(stack: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """NaN-median along axis 0 by a full sort (for groups too large for the network)."""
+    if stack.shape[0] == 0:
+        return np.full(stack.shape[1:], np.nan, dtype=dtype)
+    work = np.where(np.isnan(stack), np.inf, stack).astype(dtype, copy=False)
+    work.sort(axis=0)
+    return _median_of_sorted(work, np.isnan(stack).sum(axis=0), dtype)
 
 
-def _slab_step(block_bytes: int, dtype: np.dtype, size: int) -> int:
-    return min(max(1024, block_bytes // dtype.itemsize), max(size, 1))
+def _median_of_sorted(work: np.ndarray, n_missing: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    n = work.shape[0] - n_missing
+    lo = np.maximum(n - 1, 0) // 2
+    hi = n // 2
+    a = np.take_along_axis(work, lo[None], axis=0)[0]
+    b = np.take_along_axis(work, hi[None], axis=0)[0]
+    with np.errstate(invalid="ignore", over="ignore"):
+        med = np.where(lo == hi, a, np.asarray((a + b) / 2, dtype=dtype)).astype(dtype, copy=False)
+    med[n == 0] = np.nan
+    return med
 
 
-def _nanmedian_into(stack: np.ndarray, out: np.ndarray, ws: _Workspace | None, block_bytes: int) -> None:
-    """Median of ``stack`` (k, ...) along axis 0 into ``out`` (...)."""
-    k = stack.shape[0]
-    dtype = out.dtype
-    if k == 0:
-        out[...] = np.nan
-        return
-    if k == 1:
-        out[...] = stack[0]
-        return
-    if k > _NETWORK_MAX:
-        work = np.where(np.isnan(stack), np.inf, stack).astype(dtype, copy=False)
-        work.sort(axis=0)
-        out[...] = _median_of_sorted(work, dtype)
-        return
-    flat = stack.reshape(k, -1)
-    if flat.dtype != dtype:
-        flat = flat.astype(dtype)
-    target = out.reshape(-1)
-    step = _slab_step(block_bytes, dtype, flat.shape[1])
-    if ws is None or ws.buf.shape[0] < k + 1 or ws.buf.shape[1] < step:
-        ws = _Workspace(k, step, dtype)
-    for s0 in range(0, flat.shape[1], step):
-        _median_slab(flat[:, s0:s0 + step], target[s0:s0 + step], ws)
+def _median_count(block: np.ndarray, order: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group median ``(groups, band, pixel)`` and all-bands-valid count ``(groups, pixel)`` of ``(time, band, pixel)``."""
+    from workbench.sentinel2.median_kernel import NETWORK_MAX, grouped_median_count
+
+    dtype = _float_dtype(block.dtype)
+    work = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32 if dtype.itemsize < 4 else np.float64)
+    if work == np.float64 and dtype.itemsize > 8:  # long double: no compiled kernel, sort in its own precision
+        count = np.zeros((starts.size - 1, block.shape[2]), dtype=np.uint16)
+        out = np.empty((starts.size - 1,) + block.shape[1:], dtype=dtype)
+        for g in range(starts.size - 1):
+            sel = block[order[starts[g]:starts[g + 1]]]
+            out[g] = _sorted_median(sel, dtype)
+            count[g] = np.isfinite(sel).all(axis=1).sum(axis=0)
+        return out, count
+    data = block.astype(work, copy=False)
+    med, count = grouped_median_count(data, order, starts)
+    for g in np.flatnonzero(np.diff(starts) > NETWORK_MAX):
+        med[g] = _sorted_median(data[order[starts[g]:starts[g + 1]]], work)
+    return med.astype(dtype, copy=False), count
 
 
 def nanmedian_axis0(stack: np.ndarray, *, block_bytes: int = 1 << 16) -> np.ndarray:
     """Median along axis 0 ignoring NaN; NaN where a position has no value.
 
-    Equal to ``numpy.nanmedian(stack, axis=0)`` (without its all-NaN warning).
-    The work is done on slabs of about ``block_bytes`` per plane so that the
-    few planes of a month stay in the CPU cache.
+    Equal to ``numpy.nanmedian(stack, axis=0)`` (without its all-NaN warning),
+    computed by the compiled sorting-network kernel of
+    :mod:`workbench.sentinel2.median_kernel`. ``block_bytes`` is accepted for
+    compatibility; the kernel picks its own cache-sized tiles.
     """
     stack = np.asarray(stack)
-    dtype = np.dtype(stack.dtype if np.issubdtype(stack.dtype, np.floating) else np.float64)
-    out = np.empty(stack.shape[1:], dtype=dtype)
-    _nanmedian_into(stack, out, None, block_bytes)
-    return out
-
-
-def _median_of_sorted(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    n = np.count_nonzero(work != np.inf, axis=0)
-    lo = np.maximum(n - 1, 0) // 2
-    hi = n // 2
-    a = np.take_along_axis(work, lo[None], axis=0)[0]
-    b = np.take_along_axis(work, hi[None], axis=0)[0]
-    with np.errstate(invalid="ignore"):
-        med = np.asarray((a + b) / 2, dtype=dtype)
-    med[n == 0] = np.nan
-    return med
+    if stack.ndim == 0:
+        raise DataError("nanmedian_axis0 needs an array with a leading (time) axis, got a scalar")
+    k = stack.shape[0]
+    flat = stack.reshape(k, 1, int(np.prod(stack.shape[1:], dtype=np.int64)))
+    order = np.arange(k, dtype=np.int64)
+    starts = np.array([0, k], dtype=np.int64)
+    med, _ = _median_count(flat, order, starts)
+    return med.reshape(stack.shape[1:])
 
 
 def monthly_median(data: np.ndarray, months: np.ndarray) -> np.ndarray:
@@ -198,21 +137,22 @@ def monthly_median(data: np.ndarray, months: np.ndarray) -> np.ndarray:
 
     Returns an array ``(12, ...)``; times with month -1 are ignored.
     """
+    data = np.asarray(data)
     months = np.asarray(months)
-    if months.shape != data.shape[:1]:
-        raise DataError(f"{months.size} month indices for {data.shape[0]} time steps")
-    dtype = np.dtype(data.dtype if np.issubdtype(data.dtype, np.floating) else np.float64)
-    out = np.empty((N_MONTHS,) + data.shape[1:], dtype=dtype)
-    per_month = [np.flatnonzero(months == m) for m in range(N_MONTHS)]
-    k_max = max(len(w) for w in per_month)
+    if data.ndim == 0 or months.shape != data.shape[:1]:
+        raise DataError(f"{months.size} month indices for {data.shape[0] if data.ndim else 0} time steps")
+    _check_months(months)
+    order, starts = _groups(months, N_MONTHS)
     size = int(np.prod(data.shape[1:], dtype=np.int64))
-    ws = _Workspace(k_max, _slab_step(1 << 16, dtype, size), dtype) if 1 < k_max <= _NETWORK_MAX else None
-    for m, where in enumerate(per_month):
-        if where.size and where[-1] - where[0] + 1 == where.size:  # sorted times: a view, no copy
-            _nanmedian_into(data[where[0]:where[-1] + 1], out[m], ws, 1 << 16)
-        else:
-            _nanmedian_into(data[where], out[m], ws, 1 << 16)
-    return out
+    med, _ = _median_count(data.reshape(data.shape[0], 1, size), order, starts)
+    return med.reshape((N_MONTHS,) + data.shape[1:])
+
+
+def _check_months(months: np.ndarray) -> None:
+    if not np.issubdtype(months.dtype, np.integer):
+        raise DataError(f"month indices must be integers (0..11, -1 for none), got dtype {months.dtype}")
+    if months.size and (months.min() < -1 or months.max() >= N_MONTHS):
+        raise DataError(f"month indices must be in -1..{N_MONTHS - 1}, got {months.min()}..{months.max()}")
 
 
 def monthly_count(valid: np.ndarray, months: np.ndarray) -> np.ndarray:
@@ -249,13 +189,15 @@ def fill_gaps(composite: np.ndarray) -> np.ndarray:
     return np.where(valid, comp, filled).astype(comp.dtype)
 
 
-def _composite_block(block: np.ndarray, months: np.ndarray, fill: bool) -> np.ndarray:
-    med = monthly_median(block, months)
-    return fill_gaps(med) if fill else med
-
-
-def _count_block(block: np.ndarray, months: np.ndarray) -> np.ndarray:
-    return monthly_count(np.isfinite(block).all(axis=1), months)
+def _composite_block(block: np.ndarray, order: np.ndarray, starts: np.ndarray, fill: bool) -> np.ndarray:
+    """Medians ``(12, band, y, x)`` and, packed as one more band, the valid counts of a ``(time, band, y, x)`` block."""
+    t, b, y, x = block.shape
+    med, count = _median_count(block.reshape(t, b, y * x), order, starts)
+    out = np.empty((N_MONTHS, b + 1, y, x), dtype=np.float32)
+    comp = med.reshape(N_MONTHS, b, y, x)
+    out[:, :b] = fill_gaps(comp) if fill else comp
+    out[:, b] = count.reshape(N_MONTHS, y, x)  # counts < 2**24 are exact in float32
+    return out
 
 
 def monthly_composite(
@@ -291,13 +233,26 @@ def monthly_composite(
     Raises
     ------
     DataError
-        When the dims are not ``(time, band, y, x)`` or no time falls in the year.
+        When the dims are not ``(time, band, y, x)``, an axis is empty, the
+        values are not numbers, ``time`` holds no dates, ``chunk`` is not a
+        positive integer, or no time falls in the year.
     """
     import dask.array as da
     import xarray as xr
 
+    if not isinstance(reflectance, xr.DataArray):
+        raise DataError(f"the cube must be an xarray.DataArray (time, band, y, x), got {type(reflectance).__name__}")
     if tuple(reflectance.dims) != ("time", "band", "y", "x"):
         raise DataError(f"the cube must have dims (time, band, y, x), got {tuple(reflectance.dims)}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise DataError(f"chunk must be a positive number of pixels, got {chunk!r}")
+    empty = [d for d in ("band", "y", "x") if reflectance.sizes[d] == 0]
+    if empty:
+        raise DataError(f"the cube has an empty {'/'.join(empty)} axis (shape {dict(reflectance.sizes)})")
+    if not (np.issubdtype(reflectance.dtype, np.number) or reflectance.dtype == bool):
+        raise DataError(f"the cube must hold numbers (reflectance, NaN where masked), got dtype {reflectance.dtype}")
+    if "time" not in reflectance.coords or not np.issubdtype(reflectance["time"].dtype, np.datetime64):
+        raise DataError("the cube needs a datetime64 'time' coordinate (the acquisition dates)")
     months = month_index(reflectance["time"].values, agronomic_year=agronomic_year)
     keep = months >= 0
     if not keep.any():
@@ -313,23 +268,19 @@ def monthly_composite(
     else:
         cube = reflectance.isel(time=where)
     months = months[keep]
+    order, starts = _groups(months, N_MONTHS)
     data = cube.data
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks=(-1, -1, chunk, chunk))
+    # chunks along space only: each task holds whole time series of all bands
     data = data.astype(np.float32).rechunk({0: -1, 1: -1, 2: chunk, 3: chunk})
-    out_chunks = ((N_MONTHS,), data.chunks[1], data.chunks[2], data.chunks[3])
-    comp = da.map_blocks(
-        _composite_block, data, months, fill, dtype=np.float32, chunks=out_chunks, name="s2-monthly-median"
+    n_bands = data.shape[1]
+    packed = da.map_blocks(
+        _composite_block, data, order, starts, fill, dtype=np.float32,
+        chunks=((N_MONTHS,), (n_bands + 1,), data.chunks[2], data.chunks[3]), name="s2-monthly-median",
     )
-    count = da.map_blocks(
-        _count_block,
-        data,
-        months,
-        dtype=np.uint16,
-        chunks=((N_MONTHS,), data.chunks[2], data.chunks[3]),
-        drop_axis=1,
-        name="s2-monthly-count",
-    )
+    comp = packed[:, :n_bands]
+    count = packed[:, n_bands].astype(np.uint16)
     month_coord = agronomic_months(agronomic_year)
     coords = {k: v for k, v in cube.coords.items() if "time" not in v.dims}
     coords["month"] = month_coord
