@@ -103,7 +103,7 @@ def test_query_on_the_union_store_equals_the_truth(edge_case: dict, tmp_path: Pa
     assert report.differences(truth) == []
     assert report == truth
     _check_expected(report, edge_case["expected"])
-    assert "geof:distance(?pwkt, ?wkt, uom:metre) <= 10.0" in report.meta["query"]
+    assert "geof:distance(?pwkt, ?wkt, uom:metre) <= 10.0" in report.meta["query"] and report.meta["form"] == form
     wide = federated_validation(store, form=form, distance_m=10.2).points.set_index("point_id")
     assert wide.at["b-10.1m", "status"] == "confirmed"
 

@@ -5,10 +5,13 @@ the crop map whose crop class the point's LUCAS code maps to (through the
 code-list mapping of the third source) and that lie within ``distance_m`` metres
 (``geof:distance(..., uom:metre)``). Two equivalent shapes are offered:
 
-* ``"optional"`` (default): the survey BGP, and an ``OPTIONAL`` group with the
-  code-list join, the parcel BGP and the distance FILTER;
-* ``"union"``: a ``UNION`` of two BGP groups, the survey points, and the confirmed
-  (point, parcel) pairs (BGP + code-list join + distance FILTER).
+* ``"union"`` (default): a ``UNION`` of two BGP groups, the survey points, and the
+  confirmed (point, parcel) pairs (BGP + code-list join + a FILTER with the crop equality
+  and the distance): only BGPs and FILTERs, which a federator decomposes, and points and
+  parcels joined by geometry (a spatial index join at the federator);
+* ``"optional"``: the survey BGP, and an ``OPTIONAL`` group with the code-list join, the
+  parcel BGP and the distance FILTER (the form a user would write first; the federator
+  joins the parcels by crop there, then measures every pair).
 
 Either runs unchanged on a federation (:class:`workbench.linked.federation.Federation`),
 on one GeoStore holding the union of the data, or on anything with ``select(query)``
@@ -48,6 +51,13 @@ _MATCH = ("?code skos:mappingRelation ?crop .\n"
           "    ?parcel foodsec:hasCropType ?crop ; geo:hasGeometry ?geom .\n"
           "    ?geom geo:asWKT ?wkt .\n"
           "    FILTER(geof:distance(?pwkt, ?wkt, uom:metre) <= {distance})\n")
+# the union form's pairs: the crop equality sits in the FILTER beside the distance, so that the points and
+# the parcels share no variable and a federator joins them by geometry (an index join on the distance)
+# instead of by crop (every point paired with every parcel of its crop, each pair measured)
+_PAIRS = ("?code skos:mappingRelation ?crop .\n"
+          "    ?parcel foodsec:hasCropType ?pcrop ; geo:hasGeometry ?geom .\n"
+          "    ?geom geo:asWKT ?wkt .\n"
+          "    FILTER(?pcrop = ?crop && geof:distance(?pwkt, ?wkt, uom:metre) <= {distance})\n")
 
 
 class Selectable(Protocol):
@@ -57,7 +67,7 @@ class Selectable(Protocol):
         ...
 
 
-def validation_query(*, distance_m: float = 10.0, form: str = "optional") -> str:
+def validation_query(*, distance_m: float = 10.0, form: str = "union") -> str:
     """The validation query text (see the module docstring for the two forms).
 
     Raises
@@ -68,13 +78,14 @@ def validation_query(*, distance_m: float = 10.0, form: str = "optional") -> str
     distance = check_distance(distance_m)
     if form not in QUERY_FORMS:
         raise ValidationError(f"unknown query form {form!r}: expected one of {QUERY_FORMS}")
-    match = _MATCH.replace("{distance}", repr(distance))
     head = "SELECT ?point ?code ?label ?pwkt ?parcel WHERE {\n"
     if form == "optional":
+        match = _MATCH.replace("{distance}", repr(distance))
         body = f"  {_SURVEY}  ?code skos:prefLabel ?label .\n  OPTIONAL {{\n    {match}  }}\n"
     else:
+        pairs = _PAIRS.replace("{distance}", repr(distance))
         body = (f"  {{\n    {_SURVEY}    ?code skos:prefLabel ?label .\n  }}\n  UNION\n"
-                f"  {{\n    {_SURVEY}    {match}  }}\n")
+                f"  {{\n    {_SURVEY}    {pairs}  }}\n")
     return _PROLOGUE + head + body + "}\n"
 
 
@@ -154,7 +165,7 @@ def report_from_rows(rows: Iterable[Mapping[str, str | None]], *, distance_m: fl
     return ValidationReport(points, distance_m=distance_m, method=method)
 
 
-def federated_validation(federation: Selectable, *, distance_m: float = 10.0, form: str = "optional",
+def federated_validation(federation: Selectable, *, distance_m: float = 10.0, form: str = "union",
                          method: str = "federated") -> ValidationReport:
     """Validate the crop map with ONE GeoSPARQL query over the sources, and build the report.
 
@@ -167,7 +178,8 @@ def federated_validation(federation: Selectable, *, distance_m: float = 10.0, fo
         A point is confirmed when a parcel of a mapped crop lies within this many metres
         (``geof:distance`` in ``uom:metre``).
     form
-        The query shape, ``"optional"`` or ``"union"`` (the same answer).
+        The query shape, ``"union"`` (default: BGP groups and FILTERs only, which the federator
+        answers with a spatial join) or ``"optional"`` (the same answer).
     method
         Recorded in the report (``"federated"``, ``"union store"`` ...).
 
