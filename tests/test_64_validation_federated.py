@@ -7,23 +7,20 @@ the data, and the geopandas truth; the crop-map member is a plain SPARQL endpoin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import geopandas as gpd
-import numpy as np
 import pytest
-import shapely
 
 from tests.conftest import free_port
 from tests.test_64_validation import UTM, X0, Y0, _check_expected, edge_case  # noqa: F401 - the fixture
 from workbench.linked import EndpointServer
-from workbench.linked.synthetic import hexagons
 from workbench.samples.insitu import generate_lucas_points
-from workbench.samples.sentinel2 import CROP_CLASSES
 from workbench.validation import (
     federated_validation,
     load_stores,
+    synthetic_crop_map,
     union_store,
     validate_crop_map,
     write_validation_rdf,
@@ -32,16 +29,10 @@ from workbench.validation import (
 
 def _crop_map(n: int, *, seed: int) -> gpd.GeoDataFrame:
     """Hexagon parcels with roads between them, their true crop and a map label wrong for about 15 %."""
-    rng = np.random.default_rng(seed)
-    extent = float(np.sqrt(n * 10_000.0))
-    cells = shapely.buffer(shapely.transform(hexagons(n, extent=extent), lambda xy: xy + [X0, Y0]), -3.0)
-    truth = rng.choice(CROP_CLASSES, size=len(cells))
-    predicted = np.where(rng.random(len(cells)) < 0.15, rng.choice(CROP_CLASSES, size=len(cells)), truth)
-    return gpd.GeoDataFrame({"parcel_id": [f"T-{i:04d}" for i in range(len(cells))], "crop_name": truth,
-                             "predicted_name": predicted}, geometry=cells, crs=UTM)
+    return synthetic_crop_map(n, seed=seed, road=6.0, error_rate=0.15)
 
 
-def _serve(files: dict, *, plain: tuple[str, ...]) -> tuple[dict[str, EndpointServer], "object"]:
+def _serve(files: dict, *, plain: tuple[str, ...]) -> tuple[dict[str, EndpointServer], object]:
     from workbench.linked.federation import Federation
 
     stores = load_stores(files, plain=plain)

@@ -27,7 +27,7 @@ from workbench.errors import DataError
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["LUCAS_CODES", "CROP_TO_LUCAS", "ABSENT_CROP_CODES", "generate_insitu_points", "generate_lucas_points"]
+__all__ = ["ABSENT_CROP_CODES", "CROP_TO_LUCAS", "LUCAS_CODES", "generate_insitu_points", "generate_lucas_points"]
 
 #: LUCAS land-cover codes used by the sample (subset of the LUCAS 2022 codelist).
 LUCAS_CODES: dict[str, str] = {
@@ -77,13 +77,13 @@ CROP_TO_LUCAS: dict[str, str] = {
 
 
 def generate_insitu_points(
-    parcels: "gpd.GeoDataFrame",
+    parcels: gpd.GeoDataFrame,
     *,
     fraction: float = 0.35,
     error_rate: float = 0.03,
     seed: int = 0,
     survey_year: int | None = None,
-) -> "gpd.GeoDataFrame":
+) -> gpd.GeoDataFrame:
     """Draw LUCAS-like survey points from parcels.
 
     Parameters
@@ -221,7 +221,7 @@ def _clear_of_threshold(xy: np.ndarray, parcels: np.ndarray, *, threshold: float
 
 
 def generate_lucas_points(
-    parcels: "gpd.GeoDataFrame",
+    parcels: gpd.GeoDataFrame,
     *,
     fraction: float = 0.5,
     road_share: float = 0.4,
@@ -233,7 +233,7 @@ def generate_lucas_points(
     crop_column: str = "crop_name",
     seed: int = 0,
     survey_year: int | None = None,
-) -> "gpd.GeoDataFrame":
+) -> gpd.GeoDataFrame:
     """Draw a LUCAS-style in-situ survey from parcels (vectorised).
 
     Each chosen parcel gets one point: either in the field (5 to 15 m inside its

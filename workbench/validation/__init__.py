@@ -33,14 +33,36 @@ _EXPORTS = {
     "write_validation_rdf": "workbench.validation.rdf",
     "load_stores": "workbench.validation.rdf",
     "union_store": "workbench.validation.rdf",
+    "synthetic_crop_map": "workbench.validation.synthetic",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
-    from workbench.validation.codelist import DEFAULT_CODE_MAP, code_map_ntriples, codelist_ntriples, normalise_code_map
+    from workbench.validation.codelist import (
+        DEFAULT_CODE_MAP,
+        code_map_ntriples,
+        codelist_ntriples,
+        normalise_code_map,
+    )
     from workbench.validation.federated import federated_validation, report_from_rows, validation_query
     from workbench.validation.rdf import load_stores, union_store, write_validation_rdf
     from workbench.validation.report import ValidationError, ValidationReport
+    from workbench.validation.synthetic import synthetic_crop_map
     from workbench.validation.truth import validate_crop_map
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_CODE_MAP",
+    "ValidationError",
+    "ValidationReport",
+    "code_map_ntriples",
+    "codelist_ntriples",
+    "federated_validation",
+    "load_stores",
+    "normalise_code_map",
+    "report_from_rows",
+    "synthetic_crop_map",
+    "union_store",
+    "validate_crop_map",
+    "validation_query",
+    "write_validation_rdf",
+]

@@ -25,18 +25,18 @@ from workbench.samples.insitu import ABSENT_CROP_CODES, CROP_TO_LUCAS, LUCAS_COD
 from workbench.samples.sentinel2 import CROP_CLASSES
 
 __all__ = [
-    "SKOS",
+    "DEFAULT_CODE_MAP",
     "LUCAS",
     "LUCAS_CODE",
     "LUCAS_SCHEME",
+    "SKOS",
     "CodeMap",
-    "DEFAULT_CODE_MAP",
-    "normalise_code_map",
     "code_iri",
+    "code_map_ntriples",
+    "codelist_ntriples",
     "crop_iri",
     "crop_of_iri",
-    "codelist_ntriples",
-    "code_map_ntriples",
+    "normalise_code_map",
 ]
 
 SKOS = "http://www.w3.org/2004/02/skos/core#"

@@ -34,8 +34,15 @@ from workbench.validation.codelist import LUCAS, LUCAS_CODE, SKOS
 from workbench.validation.report import CONFIRMED, NEGATIVE, ValidationError, ValidationReport
 from workbench.validation.truth import check_distance
 
-__all__ = ["POINT_IRI", "PARCEL_IRI", "QUERY_FORMS", "validation_query", "report_from_rows",
-           "federated_validation", "Selectable"]
+__all__ = [
+    "PARCEL_IRI",
+    "POINT_IRI",
+    "QUERY_FORMS",
+    "Selectable",
+    "federated_validation",
+    "report_from_rows",
+    "validation_query",
+]
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from workbench.linked.store import GeoStore
 
-__all__ = ["POINTS_MAPPING", "MEMBERS", "write_validation_rdf", "load_stores", "union_store"]
+__all__ = ["MEMBERS", "POINTS_MAPPING", "load_stores", "union_store", "write_validation_rdf"]
 
 #: The RML mapping of the survey points.
 POINTS_MAPPING = Path(__file__).parent / "mappings" / "lucas_points.rml.ttl"
@@ -46,7 +46,7 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def _write_parquet(frame: "gpd.GeoDataFrame", path: Path) -> Path:
+def _write_parquet(frame: gpd.GeoDataFrame, path: Path) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
@@ -54,8 +54,8 @@ def _write_parquet(frame: "gpd.GeoDataFrame", path: Path) -> Path:
 
 
 def write_validation_rdf(
-    parcels: "gpd.GeoDataFrame",
-    points: "gpd.GeoDataFrame",
+    parcels: gpd.GeoDataFrame,
+    points: gpd.GeoDataFrame,
     out_dir: str | Path,
     *,
     code_map: Mapping[str, str | Iterable[str] | None] = DEFAULT_CODE_MAP,
@@ -132,7 +132,7 @@ def write_validation_rdf(
     return files
 
 
-def load_stores(files: Mapping[str, Sequence[str | Path]], *, plain: Iterable[str] = ()) -> dict[str, "GeoStore"]:
+def load_stores(files: Mapping[str, Sequence[str | Path]], *, plain: Iterable[str] = ()) -> dict[str, GeoStore]:
     """One in-memory GeoStore per source, each holding that source's files.
 
     Sources named in ``plain`` get a store without the GeoSPARQL functions (a plain
@@ -153,7 +153,7 @@ def load_stores(files: Mapping[str, Sequence[str | Path]], *, plain: Iterable[st
     return stores
 
 
-def union_store(files: Mapping[str, Sequence[str | Path]]) -> "GeoStore":
+def union_store(files: Mapping[str, Sequence[str | Path]]) -> GeoStore:
     """One in-memory GeoStore holding the union of every source's files (the reference answer)."""
     from workbench.linked.store import GeoStore
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import geopandas as gpd
     from matplotlib.figure import Figure
 
-__all__ = ["ValidationError", "ValidationReport", "POINT_COLUMNS", "CONFIRMED", "NEGATIVE"]
+__all__ = ["CONFIRMED", "NEGATIVE", "POINT_COLUMNS", "ValidationError", "ValidationReport"]
 
 CONFIRMED = "confirmed"
 NEGATIVE = "negative"
@@ -58,7 +58,7 @@ class ValidationReport:
         How the report was computed (``"geopandas"``, ``"federated"`` ...); not compared.
     """
 
-    points: "gpd.GeoDataFrame"
+    points: gpd.GeoDataFrame
     distance_m: float
     method: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
@@ -94,13 +94,13 @@ class ValidationReport:
                              "confirmed_share": [float(_share(confirmed, n))], "distance_m": [self.distance_m]})
 
     @property
-    def negatives(self) -> "gpd.GeoDataFrame":
+    def negatives(self) -> gpd.GeoDataFrame:
         """The negative validation points."""
         return self.points[~self.points["confirmed"]]
 
     # ------------------------------------------------------------------ comparison
 
-    def differences(self, other: "ValidationReport") -> list[str]:
+    def differences(self, other: ValidationReport) -> list[str]:
         """What differs between two reports (empty when they are equal)."""
         import shapely
 
@@ -137,7 +137,7 @@ class ValidationReport:
 
     # ------------------------------------------------------------------ outputs
 
-    def plot_bars(self, ax: Any = None) -> "Figure":
+    def plot_bars(self, ax: Any = None) -> Figure:
         """Stacked bars of confirmed and negative points per LUCAS class; returns the figure."""
         import matplotlib.pyplot as plt
 
@@ -159,7 +159,7 @@ class ValidationReport:
         fig.tight_layout()
         return fig
 
-    def map(self, parcels: "gpd.GeoDataFrame | None" = None, *, crop_column: str | None = None) -> "folium.Map":
+    def map(self, parcels: gpd.GeoDataFrame | None = None, *, crop_column: str | None = None) -> folium.Map:
         """A folium map of the points (green: confirmed, red: negative), optionally over the parcels."""
         import folium
 
@@ -209,7 +209,7 @@ class ValidationReport:
         return out
 
     @classmethod
-    def read_parquet(cls, path: str | Path, *, method: str = "") -> "ValidationReport":
+    def read_parquet(cls, path: str | Path, *, method: str = "") -> ValidationReport:
         """Read a report written by :meth:`to_parquet`.
 
         Raises

@@ -22,7 +22,7 @@ from workbench.validation.report import CONFIRMED, NEGATIVE, ValidationError, Va
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["validate_crop_map", "check_distance", "parcel_crop_column", "metric_crs"]
+__all__ = ["check_distance", "metric_crs", "parcel_crop_column", "validate_crop_map"]
 
 
 def check_distance(distance_m: float) -> float:
@@ -36,7 +36,7 @@ def check_distance(distance_m: float) -> float:
     return value
 
 
-def parcel_crop_column(parcels: "gpd.GeoDataFrame", crop_column: str | None = None) -> str:
+def parcel_crop_column(parcels: gpd.GeoDataFrame, crop_column: str | None = None) -> str:
     """The column holding the map's crop class: ``crop_column``, else ``predicted_name``, else ``crop_name``."""
     if crop_column is not None:
         if crop_column not in parcels.columns:
@@ -49,7 +49,7 @@ def parcel_crop_column(parcels: "gpd.GeoDataFrame", crop_column: str | None = No
                           f"{list(parcels.columns)}")
 
 
-def metric_crs(frame: "gpd.GeoDataFrame", what: str) -> None:
+def metric_crs(frame: gpd.GeoDataFrame, what: str) -> None:
     """Refuse a frame whose CRS is missing, geographic (degrees) or not in metres."""
     crs = frame.crs
     if crs is None:
@@ -71,8 +71,8 @@ def _check_columns(frame: object, columns: tuple[str, ...], what: str) -> None:
 
 
 def validate_crop_map(
-    parcels: "gpd.GeoDataFrame",
-    points: "gpd.GeoDataFrame",
+    parcels: gpd.GeoDataFrame,
+    points: gpd.GeoDataFrame,
     *,
     code_map: Mapping[str, str | Iterable[str] | None] = DEFAULT_CODE_MAP,
     distance_m: float = 10.0,
