@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 P = ("PREFIX syn: <http://extremeearth.eu/synthetic/> PREFIX geo: <http://www.opengis.net/ont/geosparql#> "
      "PREFIX geof: <http://www.opengis.net/def/function/geosparql/> PREFIX uom: <http://www.opengis.net/def/uom/OGC/1.0/> ")
 BOX = '"POLYGON((8 8, 30 8, 30 30, 8 30, 8 8))"^^geo:wktLiteral'
+SMALL_BOX = '"POLYGON((8 8, 20 8, 20 20, 8 20, 8 8))"^^geo:wktLiteral'  # a few observations
 FAR = '"POLYGON((60 60, 80 60, 80 80, 60 80, 60 60))"^^geo:wktLiteral'  # away from every observation
 GEOM = "geo:hasGeometry/geo:asWKT"
 
@@ -128,7 +129,7 @@ QUERIES: dict[str, tuple[str, bool]] = {  # name -> (query, ordered)
     "spatial_join": (P + f"SELECT ?l ?p WHERE {{ ?l a syn:Land ; {GEOM} ?lw . ?p a syn:Poi ; {GEOM} ?pw "
                      f"FILTER(geof:sfIntersects(?pw, {BOX}) && geof:sfContains(?lw, ?pw)) }}", False),
     "distance_join": (P + f"SELECT ?l ?p WHERE {{ ?l a syn:Land ; {GEOM} ?lw . ?p a syn:Poi ; {GEOM} ?pw "
-                      f"FILTER(geof:sfWithin(?pw, {BOX}) && geof:distance(?lw, ?pw, uom:metre) < 60000) }}", False),
+                      f"FILTER(geof:sfWithin(?pw, {SMALL_BOX}) && geof:distance(?lw, ?pw, uom:metre) < 60000) }}", False),
     "distance_degrees": (P + f"SELECT ?p WHERE {{ ?p a syn:Poi ; {GEOM} ?pw "
                          'FILTER(geof:distance(?pw, "POINT(20 20)"^^geo:wktLiteral, uom:degree) <= 6) }', False),
     "three_way": (P + f"SELECT ?s ?l ?p WHERE {{ ?s a syn:State ; {GEOM} ?sw . ?l a syn:Land ; {GEOM} ?lw . "

@@ -33,6 +33,7 @@ from workbench.linked.federation.spatial import (
     evaluate_pairs,
     join_pairs,
     parse_geometries,
+    semi_join_filter,
     spatial_test,
 )
 from workbench.linked.federation.terms import to_sparql
@@ -83,7 +84,9 @@ class Runner:
     bgp_cache: dict[int, Table] = field(default_factory=dict)
     pool: ThreadPoolExecutor | None = None
     deadline: float | None = None  # time.monotonic() past which no sub-query is sent
+    geosparql: dict[str, bool] = field(default_factory=dict)  # member -> evaluates geof: functions
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _needed: set[Variable] = field(default_factory=set)  # blank-node variables other units or filters read
 
     # ------------------------------------------------------------ requests
 
@@ -107,9 +110,14 @@ class Runner:
         futures = [(m, self.pool.submit(self._select, m, q)) for m, q in calls]
         return [(m, f.result()) for m, f in futures]
 
-    def fetch(self, unit: Unit, ctx: QueryContext, values: Table | None = None) -> Table:
-        """The unit's solutions from all its sources (with ``values`` shipped as VALUES blocks)."""
-        variables = tuple(sorted(unit.variables, key=str))
+    def fetch(self, unit: Unit, ctx: QueryContext, values: Table | None = None, *,
+              spatial_filter: str | None = None) -> Table:
+        """The unit's solutions from all its sources.
+
+        ``values`` are shipped as VALUES blocks (a bind join); ``spatial_filter`` (a FILTER
+        expression) is added for the members that evaluate ``geof:`` functions.
+        """
+        variables = tuple(sorted((v for v in unit.variables if v in self._needed or not v.startswith("_bn_")), key=str))
         head = " ".join(to_sparql(v) for v in variables)
         blocks = [""]
         if values is not None:
@@ -123,6 +131,8 @@ class Runner:
         calls = []
         for member in unit.sources:
             body = " ".join(p.text() for p in unit.patterns) if self.naive else unit.body(member)
+            if spatial_filter is not None and self.geosparql.get(member, False):
+                body += f" FILTER({spatial_filter})"
             calls.extend((member, f"SELECT {head} WHERE {{ {block}{body} }}") for block in blocks)
         rows: list[tuple[Any, ...]] = []
         by_member: dict[str, list[tuple[Any, ...]]] = {}
@@ -173,6 +183,12 @@ class Runner:
         if plan.empty:
             variables = tuple(sorted(set().union(*(u.variables for u in plan.units)) if plan.units else set(), key=str))
             return Table(variables, [])
+        self._needed = set()
+        for unit in plan.units:
+            others = set().union(*(u.variables for u in plan.units if u is not unit))
+            self._needed |= unit.variables & others
+        for c in plan.conjuncts:
+            self._needed |= variables_of(c)
         done: set[int] = set()
         for unit in plan.units:  # conjuncts handled inside a unit (pushed or applied on its rows)
             for c in unit.local + [c for cs in unit.pushed.values() for c in cs]:
@@ -209,17 +225,26 @@ class Runner:
             else:
                 right = self.fetch(unit, ctx)
             return hash_join(acc, right)
-        right = self.fetch(unit, ctx)
+        link = None
         for test in plan.spatial:
             if id(test.expr) in done or test.left is None or test.right is None:
                 continue
-            if test.left in acc.variables and test.right in right.variables:
-                ia, ib = join_pairs(test, self._column(acc, test.left), self._column(right, test.right))
-            elif test.right in acc.variables and test.left in right.variables:
-                ib, ia = join_pairs(test, self._column(right, test.left), self._column(acc, test.right))
-            else:
-                continue
-            done.add(id(test.expr))
-            return Table(acc.variables + right.variables,
-                         [acc.rows[i] + right.rows[j] for i, j in zip(ia.tolist(), ib.tolist())])
-        return cross_join(acc, right)
+            if test.left in acc.variables and test.right in unit.variables:
+                link = (test, test.left, test.right)
+                break
+            if test.right in acc.variables and test.left in unit.variables:
+                link = (test, test.right, test.left)
+                break
+        if link is None:
+            return cross_join(acc, self.fetch(unit, ctx))
+        test, mine, theirs = link
+        known = self._column(acc, mine)
+        semi = None if self.naive else semi_join_filter(test, theirs, known)
+        right = self.fetch(unit, ctx, spatial_filter=semi)
+        if mine == test.left:
+            ia, ib = join_pairs(test, known, self._column(right, theirs))
+        else:
+            ib, ia = join_pairs(test, self._column(right, theirs), known)
+        done.add(id(test.expr))
+        return Table(acc.variables + right.variables,
+                     [acc.rows[i] + right.rows[j] for i, j in zip(ia.tolist(), ib.tolist())])

@@ -11,6 +11,7 @@ pyoxigraph term, ``None`` when unbound) with ``.variables`` (names, in the query
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -140,6 +141,7 @@ class Federation:
         self.clients = {n: MemberClient(n, u, timeout=timeout, api_key=keys.get(n)) for n, u in members.items()}
         self.cache = MetadataCache(metadata_dir)
         self._probes: dict[tuple[str, str], Any] = {}
+        self._parsed: dict[str, Any] = {}  # query text -> rdflib algebra (parsing costs more than most answers)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="federation")
         register_geof()
@@ -196,7 +198,25 @@ class Federation:
 
     # ------------------------------------------------------------------ queries
 
-    def _parse(self, query: str) -> Any:
+    @contextlib.contextmanager
+    def _parsed_query(self, query: str) -> Iterator[Any]:
+        """The query's algebra: cached by text, and never evaluated by two threads at once (rdflib marks it)."""
+        with self._lock:
+            entry = self._parsed.get(query) if isinstance(query, str) else None
+        if entry is not None and entry[1].acquire(blocking=False):
+            try:
+                yield entry[0]
+            finally:
+                entry[1].release()
+            return
+        q = self._parse_new(query)
+        with self._lock:
+            if len(self._parsed) >= 256:
+                self._parsed.pop(next(iter(self._parsed)))
+            self._parsed.setdefault(query, (q, threading.Lock()))
+        yield q
+
+    def _parse_new(self, query: str) -> Any:
         if not isinstance(query, str) or not query.strip():
             raise QuerySyntaxError("the query is empty")
         text = with_default_prefixes(query)
@@ -222,11 +242,15 @@ class Federation:
         return q
 
     def _evaluate(self, query: str, timeout: float | None = None) -> tuple[Any, Runner]:
-        q = self._parse(query)
+        with self._parsed_query(query) as q:
+            return self._evaluate_parsed(q, timeout)
+
+    def _evaluate_parsed(self, q: Any, timeout: float | None) -> tuple[Any, Runner]:
         metas, warnings = self.metadata()
         runner = Runner({n: self.clients[n] for n in metas}, bind_join_block=self.bind_join_block,
                         partial=self.partial, naive=self.naive, pool=self._pool,
-                        deadline=time.monotonic() + timeout if timeout else None)
+                        deadline=time.monotonic() + timeout if timeout else None,
+                        geosparql={n: m.geosparql for n, m in metas.items()})
         runner.warnings.extend(warnings)
         count = self._count if self.count_probes and not self.naive else None
 
@@ -285,7 +309,7 @@ class Federation:
 
         Only metadata, ASK and COUNT probes are sent; the query itself is not run.
         """
-        q = self._parse(query)
+        q = self._parse_new(query)
         metas, _ = self.metadata()
         count = self._count if self.count_probes and not self.naive else None
         operators: list[str] = []

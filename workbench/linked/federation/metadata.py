@@ -88,9 +88,13 @@ class GeometryExtent:
         return bool(len(cells)) and bool(shapely.intersects(cells, region).any())
 
     def region(self) -> Any:
-        """The union of the occupied cells (a shapely geometry)."""
-        cells = self.boxes()
-        return shapely.union_all(cells) if len(cells) else shapely.Polygon()
+        """The union of the occupied cells (a shapely geometry; computed once)."""
+        cached = self.__dict__.get("_region")
+        if cached is None:
+            cells = self.boxes()
+            cached = shapely.union_all(cells) if len(cells) else shapely.Polygon()
+            self.__dict__["_region"] = cached
+        return cached
 
 
 @dataclass

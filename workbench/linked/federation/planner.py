@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import shapely
 from rdflib import BNode, URIRef, Variable
 from rdflib.paths import AlternativePath, InvPath, Path, SequencePath
 
@@ -297,16 +298,12 @@ def _prune_authorities(patterns: list[Pattern], metas: dict[str, SourceMetadata]
 
 def _extent_region(meta: SourceMetadata, pattern: Pattern) -> Any | None:
     """Union of the occupied cells of ``pattern``'s geometry predicate(s) at a member; ``None``: none."""
-    import shapely
-
     preds = _predicates(pattern.triple[1]) or []
     regions = [meta.extents[q].region() for q in preds if q in meta.extents]
     return shapely.union_all(regions) if regions else None
 
 
 def _prune_spatially(patterns: list[Pattern], tests: list[SpatialTest], metas: dict[str, SourceMetadata]) -> None:
-    import shapely
-
     def binders(v: Variable) -> list[Pattern]:
         return [p for p in patterns if _var(p.triple[2]) == v and _predicates(p.triple[1]) is not None]
 
@@ -392,7 +389,8 @@ def plan_bgp(
         for u in units:
             u.local = [c for c in conjuncts if variables_of(c) <= u.variables]
             u.estimate = _estimate(u.patterns[0], metas)
-        return BGPPlan(units, conjuncts, tests, notes=["naive: every pattern to every member, no pruning"])
+        return BGPPlan(_order(units, tests), conjuncts, tests,
+                       notes=["naive: every pattern to every member, no pruning"])
     patterns = [Pattern(t, _select_sources(t, metas, ask)) for t in triples]
     _prune_authorities(patterns, metas)
     _prune_spatially(patterns, tests, metas)
@@ -416,12 +414,37 @@ def plan_bgp(
             geo = metas[member].geosparql
             unit.pushed[member] = [c for c in own if to_sparql_expression(c) is not None and (geo or not calls_geof(c))]
         unit.local = [c for c in own if any(c not in unit.pushed[m] for m in unit.sources)]
-        unit.estimate = min(_estimate(p, metas) for p in unit.patterns)
+        unit.estimate = min(_estimate(p, metas) for p in unit.patterns) * _local_selectivity(unit, metas)
         if count is not None and len(units) > 1 and (len(unit.patterns) > 1 or any(unit.pushed.values())):
-            unit.estimate = float(sum(count(m, unit.body(m)) for m in unit.sources))
+            unit.estimate = float(sum(count(m, unit.body(m)) for m in unit.sources)) * _local_selectivity(unit, metas)
             unit.estimate_source = "COUNT probe"
     plan.units = _order(units, tests)
     return plan
+
+
+def _local_selectivity(unit: Unit, metas: dict[str, SourceMetadata]) -> float:
+    """Fraction of a unit's rows that its federator-side constant spatial tests keep (area of box / extent)."""
+    fraction = 1.0
+    for c in unit.local:
+        test = spatial_test(c)
+        if test is None or test.constant is None or not test.prunes:
+            continue
+        region = search_region(test)
+        best = 0.0
+        for m in unit.sources:
+            for p in unit.patterns:
+                if _var(p.triple[2]) not in test.variables:
+                    continue
+                for q in _predicates(p.triple[1]) or []:
+                    extent = metas[m].extents.get(q)
+                    if extent is None:
+                        continue
+                    minx, miny, maxx, maxy = extent.bbox
+                    area = (maxx - minx) * (maxy - miny)
+                    best = max(best, 1.0 if area <= 0 else region.intersection(
+                        shapely.box(minx, miny, maxx, maxy)).area / area)
+        fraction *= min(1.0, max(best, 1e-4))
+    return fraction
 
 
 def _order(units: list[Unit], tests: list[SpatialTest]) -> list[Unit]:

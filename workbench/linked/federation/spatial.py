@@ -272,3 +272,32 @@ def evaluate_pairs(test: SpatialTest, a: np.ndarray, b: np.ndarray) -> np.ndarra
     if test.kind == "relation":
         return _relation_holds(test, a, b)
     return _distance_holds(test, a, b)
+
+
+#: most distinct geometries whose boxes are shipped as a semi-join constraint
+SEMI_JOIN_MAX = 2000
+
+
+def semi_join_filter(test: SpatialTest, variable: Variable, known: np.ndarray) -> str | None:
+    """A FILTER expression on ``variable`` that every partner of the ``known`` geometries satisfies, or ``None``.
+
+    For a test implying that the two sides meet (buffered by a distance bound), a
+    partner must intersect the union of the known geometries' boxes (expanded by the
+    distance margin and a hair): a constant a GeoSPARQL member answers with its spatial
+    index, so that it sends only the candidates (a spatial semi-join).
+    """
+    if not test.prunes:
+        return None
+    geoms = [g for g in known if g is not None]
+    if not geoms or len(set(geoms)) > SEMI_JOIN_MAX:
+        return None
+    bounds = shapely.bounds(np.array(geoms, dtype=object))
+    dx, dy = margin_degrees(test, (float(bounds[:, 1].min()), float(bounds[:, 3].max())))
+    if dx >= 360:
+        return None
+    eps = 1e-9 * (1 + np.abs(bounds).max())
+    boxes = shapely.box(bounds[:, 0] - dx - eps, bounds[:, 1] - dy - eps, bounds[:, 2] + dx + eps,
+                        bounds[:, 3] + dy + eps)
+    region = shapely.union_all(boxes)
+    wkt = shapely.to_wkt(region, rounding_precision=-1)
+    return f'<{GEOF}sfIntersects>(?{variable}, "{wkt}"^^<{WKT_LITERAL}>)'
