@@ -254,3 +254,10 @@ def test_generator_bad_input() -> None:
         generate_lucas_points(odd)
     same = generate_lucas_points(parcels, seed=5), generate_lucas_points(parcels, seed=5)
     assert same[0].equals(same[1])  # seeded
+    from workbench.validation import synthetic_crop_map
+
+    for bad in ({"n": 0}, {"n": 10, "error_rate": 2.0}, {"n": 10, "road": -1.0}):
+        with pytest.raises(DataError):
+            synthetic_crop_map(**bad)  # type: ignore[arg-type]
+    crop_map = synthetic_crop_map(50, seed=1, error_rate=0.0)
+    assert (crop_map["crop_name"] == crop_map["predicted_name"]).all() and crop_map.crs.to_epsg() == 32633

@@ -18,6 +18,7 @@ from tests.test_64_validation import UTM, X0, Y0, _check_expected, edge_case  # 
 from workbench.linked import EndpointServer
 from workbench.samples.insitu import generate_lucas_points
 from workbench.validation import (
+    ValidationError,
     federated_validation,
     load_stores,
     synthetic_crop_map,
@@ -94,6 +95,9 @@ def test_a_member_down_is_a_clear_error(edge_case: dict, tmp_path: Path) -> None
     try:
         with pytest.raises(FederationError, match="crop_map"):
             federated_validation(Federation(members, timeout=5.0))
+        # a partial answer (the crop map left out) would make every point negative: refused
+        with pytest.raises(ValidationError, match="only in part.*crop_map"):
+            federated_validation(Federation(members, timeout=5.0, partial=True))
     finally:
         for server in servers.values():
             server.stop()

@@ -198,7 +198,8 @@ def federated_validation(federation: Selectable, *, distance_m: float = 10.0, fo
     Raises
     ------
     ValidationError
-        For a negative distance, an unknown form, or an answer without survey points.
+        For a negative distance, an unknown form, an answer without survey points, or a
+        partial answer (a federation with ``partial=True`` that left a member out).
     """
     if not hasattr(federation, "select"):
         raise ValidationError(f"federation must have a select(query) method, got {type(federation).__name__}")
@@ -206,6 +207,11 @@ def federated_validation(federation: Selectable, *, distance_m: float = 10.0, fo
     query = validation_query(distance_m=distance, form=form)
     start = time.perf_counter()
     result = federation.select(query)
+    warnings = list(getattr(result, "warnings", []) or [])
+    if getattr(result, "partial", False) or warnings:
+        # a member left out would turn its confirmations into negatives: no report rather than a wrong one
+        raise ValidationError(f"the federation answered only in part ({'; '.join(warnings) or 'members left out'}): "
+                              "a validation needs every member's answer")
     rows = _rows(result)
     seconds = time.perf_counter() - start
     log.info("validation query (%s form): %d rows in %.2fs", form, len(rows), seconds)
