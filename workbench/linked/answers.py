@@ -134,7 +134,9 @@ def answer_result(result: Any, *, accept: str, fmt: list[str], result_limit: int
         if chosen is None:
             return _text(406, f"cannot answer an ASK query as {accept}")
         return Answer(200, MEDIA_TYPES[chosen], write_boolean(bool(result), chosen))
-    if isinstance(result, ox.QuerySolutions):
+    from workbench.linked.spatial_engine import TableSolutions
+
+    if isinstance(result, (ox.QuerySolutions, TableSolutions)):
         chosen = choose_results(accept, fmt)
         if chosen is None:
             return _text(406, f"cannot answer a SELECT query as {accept}: use one of " + ", ".join(MEDIA_TYPES.values()))

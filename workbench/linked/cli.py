@@ -155,12 +155,12 @@ def _query(args: argparse.Namespace) -> int:
     result = _open(args).query(text, use_index=not args.no_index)
     if isinstance(result, ox.QueryBoolean):
         sys.stdout.write(write_boolean(bool(result), args.format).decode())
-    elif isinstance(result, ox.QuerySolutions):
+    elif isinstance(result, ox.QueryTriples):
+        sys.stdout.write((ox.serialize(list(result), format=ox.RdfFormat.TURTLE) or b"").decode())
+    else:  # solutions: pyoxigraph's, or the spatial engine's (read alike)
         names = [v.value for v in result.variables]
         rows = [[row[n] for n in names] for row in result]
         sys.stdout.write(write_results(names, rows, fmt=args.format).decode())
-    else:
-        sys.stdout.write((ox.serialize(list(result), format=ox.RdfFormat.TURTLE) or b"").decode())
     return 0
 
 

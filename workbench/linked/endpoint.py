@@ -227,6 +227,9 @@ def create_app(
         if pool is not None:
             generation = store.generation
             plan = store.plan(query)
+            if plan.engine is not None:  # the spatial engine runs here, beside the store's index
+                result = store.run_engine(plan, deadline=deadline)
+                return answer_result(result, accept=accept, fmt=fmt, result_limit=result_limit, deadline=deadline)
             return pool.run(plan, generation=generation, accept=accept, fmt=fmt, result_limit=result_limit,
                             deadline=deadline)
         result = store.query(query, timeout=max(0.0, deadline - time.monotonic()))

@@ -39,6 +39,8 @@ class QueryPlan:
         The query as written, with the default prefixes declared (run when the rewrite misreads it).
     uses_index
         Whether ``text`` reads the hidden index graph (otherwise the named graphs are the data graphs only).
+    engine
+        Set when the columnar spatial engine answers the query instead of pyoxigraph.
     base_iri
         Base IRI for relative IRIs, or ``None``.
     """
@@ -47,6 +49,9 @@ class QueryPlan:
     written: str
     uses_index: bool
     base_iri: str | None = None
+    engine: Any = None
+    """An :class:`~workbench.linked.spatial_engine.EngineQuery` when the spatial engine answers the query
+    (the store runs it; it never goes to a worker process), else ``None``."""
 
 
 class PlanCache:

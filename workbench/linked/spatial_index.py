@@ -31,6 +31,16 @@ LIT_PREDICATE = "urn:x-wb:lit"
 
 log = logging.getLogger(__name__)
 
+#: rel -> the predicate ``conv`` with ``rel(a, b) == conv(b, a)`` (the DE-9IM matrix transposed) that GEOS
+#: evaluates with a prepared first argument
+_PREPARED_CONVERSE = {
+    "sfWithin": shapely.contains,
+    "sfContains": shapely.within,
+    "sfIntersects": shapely.intersects,
+    "sfTouches": shapely.touches,
+    "sfOverlaps": shapely.overlaps,
+}
+
 
 def parse_many(literals: Sequence[tuple[str, str]]) -> list[BaseGeometry | None]:
     """CRS84 geometries of many literals (``None`` where unparsable), vectorised per CRS for WKT."""
@@ -163,8 +173,12 @@ class SpatialIndex:
         # prepared (GEOS caches its index): the same answers, faster. The constant is the object
         # parse_literal cached, so the geof: functions evaluate with it prepared too.
         shapely.prepare(constant)
-        predicate = RELATIONS[relation]
-        mask = predicate(constant, geoms) if constant_first else predicate(geoms, constant)
+        if not constant_first and relation in _PREPARED_CONVERSE:
+            # rel(g, C) as converse(C, g): GEOS uses the prepared constant only as the first argument
+            mask = _PREPARED_CONVERSE[relation](constant, geoms)
+        else:
+            predicate = RELATIONS[relation]
+            mask = predicate(constant, geoms) if constant_first else predicate(geoms, constant)
         return np.sort(tree_ids[candidates[np.asarray(mask, dtype=bool)]])
 
     def join(self, left: np.ndarray, right: np.ndarray, *, relation: str) -> tuple[np.ndarray, np.ndarray]:

@@ -215,6 +215,8 @@ class GeoStore:
         self._aggregates = _geof.custom_aggregate_functions() if geosparql else {}  # GeoSPARQL 1.1 spatial aggregates
         self._write_lock = threading.RLock()
         self._plans = PlanCache()
+        self._table: Any = None  # the spatial engine's triple table, built at its first query per generation
+        self._engine_lock = threading.Lock()
         self.generation = 0
         """Counts the writes: a query plan (index answers included) holds for one generation."""
         self._restore_index()
@@ -516,6 +518,8 @@ class GeoStore:
             If the query is malformed (the parser's message).
         """
         plan = self.plan(query, use_index=use_index, rewrite=rewrite, base_iri=base_iri)
+        if plan.engine is not None:
+            return self.run_engine(plan, deadline=time.monotonic() + timeout if timeout else None)
         return run_plan(self._store, plan, functions=self._functions, aggregates=self._aggregates,
                         deadline=time.monotonic() + timeout if timeout else None)
 
@@ -539,6 +543,11 @@ class GeoStore:
         generation = self.generation
         written = with_default_prefixes(query)
         self._check_syntax(written, base_iri)
+        engine = self._engine_plan(written, rewrite) if use_index else None
+        if engine is not None:
+            plan = QueryPlan(text=written, written=written, uses_index=False, base_iri=base_iri, engine=engine)
+            self._plans.put(key, plan, generation)
+            return plan
         try:
             text, uses_index = self.prepare(written, use_index=use_index, rewrite=rewrite)
         except Exception as exc:  # noqa: BLE001 - the index step is an optimisation: fall back, still correct
@@ -547,6 +556,55 @@ class GeoStore:
         plan = QueryPlan(text=text, written=written, uses_index=uses_index, base_iri=base_iri)
         self._plans.put(key, plan, generation)
         return plan
+
+    #: the spatial engine is considered for stores with at least this many indexed geometries
+    ENGINE_MIN_GEOMETRIES = 10_000
+    #: ... and for selections that match at least this many geometries (the index path is faster below)
+    ENGINE_MIN_ROWS = 2_000
+
+    def _engine_plan(self, query: str, rewrite: bool | None) -> Any:
+        """The spatial engine's compiled query when it should answer ``query``, else ``None``."""
+        if not self.geosparql or len(self.index) < self.ENGINE_MIN_GEOMETRIES:
+            return None
+        if (self.query_rewrite if rewrite is None else rewrite) and rewrite_topology_properties(query) != query:
+            return None  # topological property forms: the rewrite's UNIONs are not an engine shape
+        if re.search(r"(?i)\bFROM\b|\bGRAPH\b|\bSERVICE\b", query):
+            return None
+        filters = find_spatial_filters(query, indexable=_INDEXABLE)
+        if len(filters) != 1 or not filters[0].only_conjunct:
+            return None
+        spatial = filters[0]
+        matches = None
+        if spatial.constant is not None:
+            constant = parse_literal(*spatial.constant).geom
+            matches = self.index.select(spatial.relation, constant, constant_first=spatial.constant_position == 0)
+            if len(matches) < self.ENGINE_MIN_ROWS:
+                return None
+        from workbench.linked.spatial_engine import compile_query, with_selection
+
+        try:
+            engine = compile_query(query, spatial)
+        except ValueError as exc:
+            log.debug("index path for this query: %s", exc)
+            return None
+        return with_selection(engine, matches) if matches is not None else engine
+
+    def _triple_table(self) -> Any:
+        from workbench.linked.spatial_engine import TripleTable
+
+        with self._engine_lock:
+            if self._table is None or self._table.generation != self.generation:
+                self._table = None  # free the old copy first
+                self._table = TripleTable(self._store, self.index, generation=self.generation)
+            return self._table
+
+    def run_engine(self, plan: QueryPlan, *, deadline: float | None = None) -> Any:
+        """Answer a plan of the spatial engine (``plan.engine`` set): solutions read like pyoxigraph's."""
+        from workbench.linked.spatial_engine import run_engine_query
+
+        spatial = plan.engine.spatial
+        constant = parse_literal(*spatial.constant).geom if spatial.constant is not None else None
+        return run_engine_query(plan.engine, self._triple_table(), self.index, constant=constant, deadline=deadline)
 
     def _check_syntax(self, query: str, base_iri: str | None) -> None:
         self._check_functions(query)
@@ -588,8 +646,10 @@ class GeoStore:
 
     def select(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Rows of a SELECT query as dicts of variable name -> Python value (IRIs and literal lexical forms)."""
+        from workbench.linked.spatial_engine import TableSolutions
+
         result = self.query(query, **kwargs)
-        if not isinstance(result, ox.QuerySolutions):
+        if not isinstance(result, (ox.QuerySolutions, TableSolutions)):
             raise DataError("select() needs a SELECT query")
         names = [v.value for v in result.variables]
         return [{n: (row[n].value if row[n] is not None else None) for n in names} for row in result]
