@@ -220,7 +220,7 @@ class ValidationReport:
         from workbench import storage
 
         frame = storage.read_geoparquet(path)
-        if "distance_m" not in frame.columns or frame.empty and "point_id" not in frame.columns:
+        if "distance_m" not in frame.columns or "point_id" not in frame.columns:
             raise ValidationError(f"{path} is not a validation report (columns: {list(frame.columns)})")
         distance = float(frame["distance_m"].iloc[0]) if len(frame) else float("nan")
         return cls(frame.drop(columns="distance_m"), distance_m=distance, method=method or "parquet")
