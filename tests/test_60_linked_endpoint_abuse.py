@@ -253,3 +253,17 @@ def test_admission_queue_full_wait_bound_and_fair_order() -> None:
 def test_admission_rejects_bad_settings(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         Admission(**kwargs)
+
+
+def test_service_description_lists_what_the_store_evaluates() -> None:
+    import pyoxigraph as ox
+
+    from workbench.linked.endpoint import service_description
+
+    full = service_description("http://127.0.0.1:1/sparql")
+    plain = service_description("http://127.0.0.1:1/sparql", geosparql=False)
+    for text in (full, plain):
+        list(ox.parse(text.encode(), format=ox.RdfFormat.TURTLE))  # valid Turtle
+    assert "geosparql/metricArea>" in full and "geosparql/aggUnion>" in full and "geosparql/sfWithin>" in full
+    assert "extensionFunction" not in plain
+    assert "UnionDefaultGraph" not in full  # the default graph is not the union of the named graphs

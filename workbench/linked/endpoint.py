@@ -47,7 +47,7 @@ from workbench.linked.answers import Answer, AnswerTimeout, answer_result
 from workbench.linked.answers import choose_rdf as _choose_rdf
 from workbench.linked.answers import choose_results as _choose_results
 from workbench.linked.store import GeoStore, QuerySyntaxError
-from workbench.linked.vocab import GEOF, TOPOLOGY_RELATIONS
+from workbench.linked.vocab import GEOF
 
 __all__ = ["create_app", "EndpointServer", "serve", "DEFAULT_MAX_QUERY_BYTES", "DEFAULT_MAX_BODY_BYTES"]
 
@@ -59,10 +59,12 @@ DEFAULT_MAX_QUERY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-def service_description(endpoint_url: str) -> str:
-    """The SPARQL 1.1 service description of the endpoint, in Turtle."""
-    functions = ", ".join(f"<{GEOF}{n}>" for n in (*TOPOLOGY_RELATIONS, "relate", "distance", "buffer", "convexHull",
-                          "envelope", "boundary", "intersection", "union", "difference", "symDifference", "getSRID"))
+def service_description(endpoint_url: str, *, geosparql: bool = True) -> str:
+    """The SPARQL 1.1 service description of the endpoint, in Turtle (``geosparql``: list the ``geof:`` functions)."""
+    from workbench.linked.geosparql import AGGREGATE_NAMES, FUNCTION_NAMES
+
+    names = sorted(FUNCTION_NAMES | AGGREGATE_NAMES) if geosparql else []
+    functions = "".join(f"    sd:extensionFunction <{GEOF}{n}> ;\n" for n in names)
     formats = ", ".join(
         f"<http://www.w3.org/ns/formats/{n}>"
         for n in ("SPARQL_Results_JSON", "SPARQL_Results_XML", "SPARQL_Results_CSV", "SPARQL_Results_TSV",
@@ -75,9 +77,7 @@ def service_description(endpoint_url: str) -> str:
     sd:endpoint <{endpoint_url}> ;
     sd:supportedLanguage sd:SPARQL11Query, sd:SPARQL11Update ;
     sd:resultFormat {formats} ;
-    sd:feature sd:UnionDefaultGraph, sd:BasicFederatedQuery ;
-    sd:extensionFunction {functions} ;
-    dcterms:title "ExtremeEarth Workbench GeoSPARQL endpoint" ;
+{functions}    dcterms:title "ExtremeEarth Workbench GeoSPARQL endpoint" ;
     sd:defaultDataset [ a sd:Dataset ; sd:defaultGraph [ a sd:Graph ] ] .
 """
 
@@ -306,7 +306,7 @@ def create_app(
             return _text(405, "updates must be sent with POST")
         query = params.get("query")
         if query is None:
-            return Response(service_description(str(request.url_for("get_sparql"))), media_type="text/turtle")
+            return Response(service_description(str(request.url_for("get_sparql")), geosparql=store.geosparql), media_type="text/turtle")
         return await run_query(request, query, request.headers.get("accept", "*/*"), _format_params(params))
 
     @app.post("/sparql")
@@ -361,7 +361,7 @@ def create_app(
 
     @app.get("/")
     async def root(request: Request) -> Response:
-        return Response(service_description(str(request.url_for("get_sparql"))), media_type="text/turtle")
+        return Response(service_description(str(request.url_for("get_sparql")), geosparql=store.geosparql), media_type="text/turtle")
 
     def close() -> None:
         if pool is not None:
