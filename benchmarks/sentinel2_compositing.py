@@ -1,20 +1,24 @@
 """Benchmark: monthly median composites on Dask vs xarray's ``resample(time="1MS").median()``.
 
 A masked reflectance cube (``dates × 10 bands × size²`` float32, NaN where
-clouds were masked, irregular dates over one agronomic year) is generated
-and persisted in the memory of a LocalCluster of 2 workers, chunked in space
-only. It is then
+clouds were masked, irregular dates over one agronomic year) is generated on
+a LocalCluster of 2 worker processes, chunked in space only. The cube is
+handled in strips of rows (at most ``--strip-gb`` each, the whole cube when
+it fits): each strip is generated and persisted in the workers' memory, then
 
 * read plainly (a sum: the memory floor),
 * composited with :func:`workbench.sentinel2.monthly_composite` (no gap filling),
 * composited with xarray's ``resample(time="1MS").median()`` (the baseline),
 
-and the outputs are checked to be identical. Prints the times, the effective
-GB/s of each against the plain read, the peak cluster memory and, last, the
-speed-up.
+the outputs are checked to be identical, and the strip is released before the
+next one. So a 2048² cube (10 GB) never sits in memory whole, let alone
+several times. Prints, per size, the summed times, the effective GB/s of each
+against the plain read, the peak cluster memory above the persisted strip and
+the share of it per worker next to the bytes of one input chunk, and per size
+the speed-up; the last line is the speed-up at the largest size.
 
-Usage: ``python benchmarks/sentinel2_compositing.py [--small] [--size N] [--dates N]``
-(full size: 60 dates × 10 bands × 2048²; ``--small``: 512²).
+Usage: ``python benchmarks/sentinel2_compositing.py [--small] [--sizes N [N ...]] [--dates N]``
+(full run: 60 dates × 10 bands at 1024² and 2048²; ``--small``: 512² only).
 """
 
 from __future__ import annotations
@@ -26,81 +30,143 @@ from typing import Any
 
 import numpy as np
 
+METHODS = ("plain read", "workbench", "xarray resample median")
 
-def _masked_cube(*, n_dates: int, size: int, chunk: int, seed: int) -> "Any":
+
+def _times(n_dates: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    days = np.sort(rng.choice(np.arange(0, 366), n_dates, replace=False))
+    return np.datetime64("2023-09-01") + days.astype("timedelta64[D]")
+
+
+def _masked_strip(*, times: np.ndarray, rows: int, size: int, chunk: int, seed: int) -> "Any":
     import dask.array as da
     import xarray as xr
 
-    rng = np.random.default_rng(seed)
-    days = np.sort(rng.choice(np.arange(0, 366), n_dates, replace=False))
-    times = np.datetime64("2023-09-01") + days.astype("timedelta64[D]")
+    n_dates = times.size
     rs = da.random.RandomState(seed)
     chunks = (n_dates, 10, chunk, chunk)
-    data = rs.random_sample((n_dates, 10, size, size), chunks=chunks).astype(np.float32)
-    cloud = rs.random_sample((n_dates, 1, size, size), chunks=(n_dates, 1, chunk, chunk)) < 0.4
+    data = rs.random_sample((n_dates, 10, rows, size), chunks=chunks).astype(np.float32)
+    cloud = rs.random_sample((n_dates, 1, rows, size), chunks=(n_dates, 1, chunk, chunk)) < 0.4
     data = da.where(cloud, np.float32(np.nan), data)
     return xr.DataArray(data, dims=("time", "band", "y", "x"), name="reflectance",
                         coords={"time": times, "band": [f"B{i:02d}" for i in range(10)]})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true", help="512 x 512 pixels instead of 2048 x 2048")
-    parser.add_argument("--size", type=int, default=None, help="pixels per side (overrides --small)")
-    parser.add_argument("--dates", type=int, default=60)
-    parser.add_argument("--chunk", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    size = args.size or (512 if args.small else 2048)
-    warnings.filterwarnings("ignore")
+def _cluster_memory(client: "Any") -> int:
+    info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
+    return int(sum(w["metrics"]["memory"] for w in info["workers"].values()))
 
+
+def _takes_n_workers(client: "Any") -> bool:
+    import inspect
+
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+
+
+def run_size(client: "Any", *, size: int, dates: int, chunk: int, strip_gb: float, workers: int) -> dict[str, Any]:
+    """Time the three methods over every strip of a ``size²`` cube; returns times, peaks and identity."""
     import dask.array as da
     from distributed import wait
     from distributed.diagnostics import MemorySampler
 
-    from workbench.cluster import get_client
-    from workbench.sentinel2 import monthly_composite
-
-    get_client(n_workers=args.workers)
-    t0 = time.perf_counter()
-    cube = _masked_cube(n_dates=args.dates, size=size, chunk=args.chunk, seed=0).persist()
-    wait(cube.data)
-    nbytes = args.dates * 10 * size * size * 4
-    print(f"cube: {args.dates} dates x 10 bands x {size}^2 float32 = {nbytes / 1e9:.2f} GB, 40 % masked "
-          f"(generated and persisted in {time.perf_counter() - t0:.1f} s), {args.workers} Dask workers")
-    try:
+    times = _times(dates, seed=0)
+    row_bytes = dates * 10 * size * 4
+    rows = max(chunk, int(strip_gb * 1e9 // row_bytes) // chunk * chunk)
+    rows = min(rows, size)
+    timings = dict.fromkeys(METHODS, 0.0)
+    above = dict.fromkeys(METHODS, 0.0)
+    identical = True
+    generated = 0.0
+    for i, y0 in enumerate(range(0, size, rows)):
+        n_rows = min(rows, size - y0)
+        t0 = time.perf_counter()
+        cube = _masked_strip(times=times, rows=n_rows, size=size, chunk=chunk, seed=1000 * size + i).persist()
+        wait(cube.data)
+        generated += time.perf_counter() - t0
+        time.sleep(0.5)
+        base = _cluster_memory(client)
         sampler = MemorySampler()
-        timings: dict[str, float] = {}
         results: dict[str, Any] = {}
-        with sampler.sample("plain read"):
+        with sampler.sample("plain read", interval=0.05):
             t0 = time.perf_counter()
             cube.sum(skipna=False).compute()  # touches every byte once
-            timings["plain read"] = time.perf_counter() - t0
-        with sampler.sample("workbench"):
+            timings["plain read"] += time.perf_counter() - t0
+        with sampler.sample("workbench", interval=0.05):
             t0 = time.perf_counter()
+            from workbench.sentinel2 import monthly_composite
+
             results["workbench"] = monthly_composite(cube, agronomic_year=2023, fill=False,
-                                                     chunk=args.chunk)["reflectance"].data.persist()
+                                                     chunk=chunk)["reflectance"].data.persist()
             wait(results["workbench"])
-            timings["workbench"] = time.perf_counter() - t0
-        with sampler.sample("xarray resample median"):
+            timings["workbench"] += time.perf_counter() - t0
+        with sampler.sample("xarray resample median", interval=0.05):
             t0 = time.perf_counter()
             results["baseline"] = cube.resample(time="1MS").median().data.persist()
             wait(results["baseline"])
-            timings["xarray resample median"] = time.perf_counter() - t0
+            timings["xarray resample median"] += time.perf_counter() - t0
         a, b = results["workbench"], results["baseline"].rechunk(results["workbench"].chunks)
-        identical = a.shape == b.shape and bool(((a == b) | (da.isnan(a) & da.isnan(b))).all().compute())
+        same = a.shape == b.shape and bool(((a == b) | (da.isnan(a) & da.isnan(b))).all().compute())
+        identical = identical and same
         peaks = sampler.to_pandas().max()
-        for name, seconds in timings.items():
-            print(f"{name:>24}: {seconds:8.2f} s  {nbytes / seconds / 1e9:6.2f} GB/s  "
-                  f"peak cluster memory {peaks.get(name, float('nan')) / 2**30:.2f} GiB")
-        print(f"workbench throughput vs the plain read (memory floor): {timings['plain read'] / timings['workbench']:.2f}")
-        print(f"identical output: {identical}")
-        if not identical:
-            raise SystemExit("the composites differ from xarray's resample median")
-        print(f"compositing_speedup_vs_xarray_resample_median: "
-              f"{timings['xarray resample median'] / timings['workbench']:.1f}x")
-    finally:
-        del cube, results
+        for name in METHODS:
+            above[name] = max(above[name], float(peaks.get(name, np.nan)) - base)
+        del cube, results, a, b
+        time.sleep(0.5)
+    return {"timings": timings, "above": above, "identical": identical, "rows": rows,
+            "generated": generated, "nbytes": dates * 10 * size * size * 4,
+            "chunk_bytes": dates * 10 * chunk * chunk * 4, "workers": workers}
+
+
+def report(size: int, res: dict[str, Any]) -> float:
+    """Print one size's lines; returns the speed-up vs xarray."""
+    nbytes, timings = res["nbytes"], res["timings"]
+    n_strips = -(-size // res["rows"])
+    print(f"cube {size}^2: {nbytes / 1e9:.2f} GB float32, 40 % masked, in {n_strips} strip(s) of {res['rows']} rows "
+          f"(generated and persisted in {res['generated']:.1f} s), {res['workers']} Dask worker processes")
+    for name in METHODS:
+        seconds = timings[name]
+        extra = res["above"][name]
+        print(f"{name:>24}: {seconds:8.2f} s  {nbytes / seconds / 1e9:6.2f} GB/s  peak memory above the data "
+              f"{extra / 2**30:5.2f} GiB ({extra / res['workers'] / 2**20:6.0f} MiB per worker; "
+              f"one input chunk {res['chunk_bytes'] / 2**20:.0f} MiB)")
+    print(f"{size}^2 workbench throughput vs the plain read (memory floor): "
+          f"{timings['plain read'] / timings['workbench']:.2f}")
+    print(f"{size}^2 identical output: {res['identical']}")
+    ratio = timings["xarray resample median"] / timings["workbench"]
+    print(f"{size}^2 speed-up vs xarray resample median: {ratio:.1f}x")
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="512^2 only instead of 1024^2 and 2048^2")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="pixels per side (overrides --small)")
+    parser.add_argument("--size", type=int, default=None, help="a single size (same as --sizes N)")
+    parser.add_argument("--dates", type=int, default=60)
+    parser.add_argument("--chunk", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--strip-gb", type=float, default=2.6, help="largest strip of the cube held at once (GB)")
+    args = parser.parse_args()
+    sizes = args.sizes or ([args.size] if args.size else ([512] if args.small else [1024, 2048]))
+    warnings.filterwarnings("ignore")
+
+    from workbench.cluster import get_client
+    from workbench.sentinel2.median_kernel import grouped_median_count
+
+    client = get_client(n_workers=args.workers)
+    # compile (or load from numba's cache) the kernel once per worker before timing
+    warm = np.zeros((2, 1, 4), np.float32)
+    client.run(grouped_median_count, warm, np.arange(2), np.array([0, 2]))
+    ratios: dict[int, float] = {}
+    for size in sizes:
+        res = run_size(client, size=size, dates=args.dates, chunk=args.chunk, strip_gb=args.strip_gb,
+                       workers=args.workers)
+        ratios[size] = report(size, res)
+        if not res["identical"]:
+            raise SystemExit(f"the composites at {size}^2 differ from xarray's resample median")
+    size = max(ratios)
+    print(f"compositing_speedup_vs_xarray_resample_median ({size}^2): {ratios[size]:.1f}x")
 
 
 if __name__ == "__main__":

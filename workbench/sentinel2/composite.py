@@ -106,7 +106,7 @@ def _median_count(block: np.ndarray, order: np.ndarray, starts: np.ndarray) -> t
             out[g] = _sorted_median(sel, dtype)
             count[g] = np.isfinite(sel).all(axis=1).sum(axis=0)
         return out, count
-    data = block.astype(work, copy=False)
+    data = np.ascontiguousarray(block, dtype=work)  # one compiled specialisation per dtype
     med, count = grouped_median_count(data, order, starts)
     for g in np.flatnonzero(np.diff(starts) > NETWORK_MAX):
         med[g] = _sorted_median(data[order[starts[g]:starts[g + 1]]], work)
@@ -158,6 +158,11 @@ def _check_months(months: np.ndarray) -> None:
 def monthly_count(valid: np.ndarray, months: np.ndarray) -> np.ndarray:
     """Number of valid observations per month: ``valid`` ``(time, ...)`` bool → ``(12, ...)`` uint16."""
     months = np.asarray(months)
+    valid = np.asarray(valid)
+    if valid.ndim == 0 or valid.shape[0] != months.size:
+        raise DataError(
+            f"mask of {valid.shape[0] if valid.ndim else 0} time steps for {months.size} month indices"
+        )
     out = np.zeros((N_MONTHS,) + valid.shape[1:], dtype=np.uint16)
     for m in range(N_MONTHS):
         sel = valid[months == m]

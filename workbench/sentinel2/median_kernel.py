@@ -2,13 +2,14 @@
 
 The block is ``(time, band, pixel)``; the groups (the months) are given as a
 CSR layout: ``order[starts[g]:starts[g + 1]]`` are the time indices of group
-``g``. For each group, the kernel walks the pixels in cache-sized tiles; for
-each band it copies the group's few rows of the tile into a small buffer (NaN
-as +inf, counting the non-NaN values), sorts the buffer across its rows with a
-Batcher odd–even merge network (elementwise min/max over the tile, which the
-compiler vectorises) and reads the middle one or two values per pixel. The
-same rows, still in cache, then give the number of observations valid in every
-band. Results equal :func:`numpy.nanmedian`: the middle value for an odd
+``g``. For each group and band, the kernel walks the pixels in cache-sized
+tiles (so the group's few rows are read as sequential streams); it copies the
+rows of a tile into a small buffer (NaN as +inf, counting the non-NaN values
+and noting which observations are finite), sorts the buffer across its rows
+with a Batcher odd–even merge network (elementwise min/max over the tile,
+which the compiler vectorises) and picks the middle one or two values per
+pixel by blends over the sorted rows (no gather, no branch). The observations
+finite in every band are counted at the end of each group. Results equal :func:`numpy.nanmedian`: the middle value for an odd
 count, the mean of the two middle values for an even count, NaN for none.
 
 Groups larger than :data:`NETWORK_MAX` are left to the caller (their counts
@@ -27,7 +28,7 @@ __all__ = ["NETWORK_MAX", "TILE", "network", "network_tables", "grouped_median_c
 #: Largest group sorted by the network; larger groups fall back to a full sort.
 NETWORK_MAX = 32
 #: Pixels per tile: ``k`` rows of this many values stay in the L1/L2 cache.
-TILE = 512
+TILE = 1024
 
 
 @lru_cache(maxsize=64)
@@ -77,66 +78,72 @@ def _kernel(data, order, starts, pairs, offsets, kmax, out, count):  # type: ign
     n_groups = starts.shape[0] - 1
     width = 1
     for g in range(n_groups):
-        k = starts[g + 1] - starts[g]
-        if k <= kmax:
-            width = max(width, k)
-    buf = np.empty(width * TILE, dtype=data.dtype)
+        width = max(width, starts[g + 1] - starts[g])
+    buf = np.empty(min(width, kmax) * TILE + 1, dtype=data.dtype)
     cnt = np.empty(TILE, dtype=np.int32)
-    ok = np.empty(TILE, dtype=np.uint8)
+    lo_v = np.empty(TILE, dtype=data.dtype)
+    hi_v = np.empty(TILE, dtype=data.dtype)
+    fin = np.empty((width, n_pix), dtype=np.uint8)  # observation finite in every band so far
     inf = data.dtype.type(np.inf)
     half = data.dtype.type(0.5)
     nan = data.dtype.type(np.nan)
     for g in range(n_groups):
         s0 = starts[g]
         k = starts[g + 1] - s0
-        for p0 in range(0, n_pix, TILE):
-            n = min(TILE, n_pix - p0)
-            if k <= kmax:
-                for b in range(n_bands):
-                    o = out[g, b, p0:p0 + n]
-                    if k == 0:
-                        o[:] = nan
-                        continue
-                    cnt[:n] = 0
-                    for i in range(k):
-                        row = data[order[s0 + i], b, p0:p0 + n]
-                        bi = buf[i * TILE:i * TILE + n]
-                        for p in range(n):
-                            v = row[p]
-                            missing = v != v
-                            cnt[p] += np.int32(not missing)
-                            bi[p] = inf if missing else v
-                    for c in range(offsets[k], offsets[k + 1]):
-                        bi = buf[pairs[c, 0] * TILE:pairs[c, 0] * TILE + n]
-                        bj = buf[pairs[c, 1] * TILE:pairs[c, 1] * TILE + n]
-                        for p in range(n):
-                            a = bi[p]
-                            z = bj[p]
-                            bi[p] = min(a, z)
-                            bj[p] = max(a, z)
+        fin[:k] = 1
+        for b in range(n_bands):
+            if k > kmax:  # validity only: the median of a large group is the caller's
+                for i in range(k):
+                    row = data[order[s0 + i], b]
+                    fi = fin[i]
+                    for p in range(n_pix):
+                        fi[p] &= np.uint8(abs(row[p]) < inf)
+                continue
+            if k == 0:
+                out[g, b, :] = nan
+                continue
+            # tiles of pixels in order: the k rows of the group are read as k sequential streams
+            for p0 in range(0, n_pix, TILE):
+                n = min(TILE, n_pix - p0)
+                o = out[g, b, p0:p0 + n]
+                cnt[:n] = 0
+                for i in range(k):
+                    row = data[order[s0 + i], b, p0:p0 + n]
+                    fi = fin[i, p0:p0 + n]
+                    bi = buf[i * TILE:i * TILE + n]
+                    for p in range(n):
+                        v = row[p]
+                        missing = v != v
+                        cnt[p] += np.int32(not missing)
+                        fi[p] &= np.uint8(abs(v) < inf)
+                        bi[p] = inf if missing else v
+                for c in range(offsets[k], offsets[k + 1]):
+                    bi = buf[pairs[c, 0] * TILE:pairs[c, 0] * TILE + n]
+                    bj = buf[pairs[c, 1] * TILE:pairs[c, 1] * TILE + n]
+                    for p in range(n):
+                        a = bi[p]
+                        z = bj[p]
+                        bi[p] = min(a, z)
+                        bj[p] = max(a, z)
+                # the middle one or two values: blends over the k sorted rows, no gather, no branch
+                lo_v[:n] = nan
+                hi_v[:n] = nan
+                for r in range(k):
+                    br = buf[r * TILE:r * TILE + n]
                     for p in range(n):
                         c = cnt[p]
-                        if c == 0:
-                            o[p] = nan
-                        else:
-                            lo = (c - 1) // 2
-                            a = buf[lo * TILE + p]
-                            if c % 2 == 1:
-                                o[p] = a
-                            else:
-                                o[p] = (a + buf[(lo + 1) * TILE + p]) * half
-            # valid in every band (finite), from the rows just read (still in cache)
-            cg = count[g, p0:p0 + n]
-            cg[:] = 0
-            for i in range(k):
-                t = order[s0 + i]
-                ok[:n] = 1
-                for b in range(n_bands):
-                    row = data[t, b, p0:p0 + n]
-                    for p in range(n):
-                        ok[p] &= np.uint8(abs(row[p]) < inf)
+                        v = br[p]
+                        lo_v[p] = v if (c - 1) >> 1 == r else lo_v[p]
+                        hi_v[p] = v if c >> 1 == r else hi_v[p]
                 for p in range(n):
-                    cg[p] += ok[p]
+                    a = lo_v[p]
+                    o[p] = a if cnt[p] & 1 else (a + hi_v[p]) * half
+        cg = count[g]
+        cg[:] = 0
+        for i in range(k):
+            fi = fin[i]
+            for p in range(n_pix):
+                cg[p] += fi[p]
 
 
 def grouped_median_count(

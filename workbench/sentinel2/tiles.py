@@ -49,6 +49,13 @@ def mask_cube(
     if dilation < 0:
         raise DataError(f"dilation must be >= 0 pixels, got {dilation}")
     invalid = tuple(int(v) for v in invalid)
+    dn_sizes = {d: cube["dn"].sizes.get(d) for d in ("time", "y", "x")}
+    scl_sizes = {d: cube["scl"].sizes.get(d) for d in ("time", "y", "x")}
+    if cube["dn"].ndim != 4 or cube["scl"].ndim != 3 or dn_sizes != scl_sizes:
+        raise DataError(
+            f"the cloud mask 'scl' {dict(cube['scl'].sizes)} does not match the bands 'dn' "
+            f"{dict(cube['dn'].sizes)}: expected scl (time, y, x) on the same dates and grid"
+        )
     dn = cube["dn"].data
     scl = cube["scl"].data
     if not isinstance(dn, da.Array):
