@@ -90,6 +90,7 @@ def test_notebook_links_parcels_and_points_and_the_store_answers_them(run: dict[
     ({"budget_fraction": 0}, "budget_fraction must be in (0, 1]"),
     ({"weighting": "chi2*bogus"}, "unknown weighting 'bogus'"),
     ({"relations": "sfNear"}, "unknown relation 'sfNear'"),
+    ({"synthetic_n": 5}, "synthetic_n must be a whole number of geometries >= 100, got 5"),
     ({"rdf_store": "/nonexistent/store"}, "rdf_store /nonexistent/store does not exist"),
 ])
 def test_bad_parameters_fail_the_stage(project_dir: Path, parameters: dict[str, Any], message: str) -> None:

@@ -148,7 +148,7 @@ def default_partitions(source: Side, target: Side, *, client: Client | None) -> 
     by_size = max(1, round((len(source) + len(target)) / _TARGET_PER_PARTITION))
     if client is None:
         return by_size
-    workers = len(client.scheduler_info().get("workers", {})) or 1
+    workers = len(client.nthreads()) or 1
     return max(by_size, 2 * workers)
 
 
