@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import pytest
+import shapely
 import yaml
 
 from tests.notebook_checks import assert_showcases_shown
@@ -70,3 +72,9 @@ def test_bad_parameters_fail_the_stage(run: dict[str, Any], tmp_path: Path) -> N
     bad = run_pipeline(_stage_pipeline(tmp_path / "b", parcel_product=str(product), distance_m=-5), progress=False)
     assert bad["status"] == "failed"
     assert "distance_m" in json.dumps(bad["stages"][0]["error"])
+    survey = tmp_path / "survey.parquet"  # a survey without its codes
+    gpd.GeoDataFrame({"point_id": ["x"]}, geometry=[shapely.Point(14.5, 46.0)], crs=4326).to_parquet(survey)
+    codeless = run_pipeline(_stage_pipeline(tmp_path / "c", parcel_product=str(product), insitu_points=str(survey)),
+                            progress=False)
+    assert codeless["status"] == "failed"
+    assert "lucas_code" in json.dumps(codeless["stages"][0]["error"])
