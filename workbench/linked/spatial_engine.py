@@ -56,6 +56,9 @@ class TableSolution:
         self._values = values
 
     def __getitem__(self, key: Any) -> Any:
+        position = self._names.get(key) if isinstance(key, str) else None
+        if position is not None:
+            return self._values[position]
         if isinstance(key, int):
             return self._values[key]
         name = key.value if isinstance(key, ox.Variable) else str(key).lstrip("?$")
@@ -382,11 +385,13 @@ def with_selection(engine: EngineQuery, ids: np.ndarray) -> EngineQuery:
 def _terms(texts: list[str]) -> dict[str, Any]:
     """pyoxigraph terms of N-Triples term texts, in one parse."""
     unique = list(dict.fromkeys(texts))
-    if not unique:
-        return {}
-    document = "".join(f"<urn:x-wb:r> <urn:x-wb:v> {text} .\n" for text in unique)
-    objects = [triple.object for triple in ox.parse(document.encode("utf-8"), format=ox.RdfFormat.N_TRIPLES)]
-    return dict(zip(unique, objects))
+    terms = {text: ox.NamedNode(text[1:-1]) for text in unique if text.startswith("<")}  # IRIs: no parsing needed
+    others = [text for text in unique if not text.startswith("<")]
+    if others:
+        document = "".join(f"<urn:x-wb:r> <urn:x-wb:v> {text} .\n" for text in others)
+        parsed = ox.parse(document.encode("utf-8"), format=ox.RdfFormat.N_TRIPLES)
+        terms.update(zip(others, (triple.object for triple in parsed)))
+    return terms
 
 
 def run_engine_query(engine: EngineQuery, table: TripleTable, index: SpatialIndex, *,
