@@ -8,7 +8,6 @@ so that the federator has to evaluate the ``geof:`` functions for ``obs`` itself
 
 from __future__ import annotations
 
-import math
 import socket
 import subprocess
 import sys
@@ -83,8 +82,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     GeoStore(folder, entailment="none").load_data(to_ntriples({"pois": layers["pois"]}), format="ntriples")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys, argparse; from workbench.linked import cli; p = argparse.ArgumentParser(); "
-         "cli.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))",
+        [sys.executable, "-c", ("import sys, argparse; from workbench.linked import cli; p = argparse.ArgumentParser(); "
+                                "cli.register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"),
          "sparql", "serve", "--store", str(folder), "--entailment", "none", "--port", str(port), "--no-geosparql"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -151,6 +150,8 @@ QUERIES: dict[str, tuple[str, bool]] = {  # name -> (query, ordered)
     "distinct": (P + "SELECT DISTINCT ?t WHERE { ?s a syn:State ; syn:tag ?t }", False),
     "bind_geof_at_federator": (P + f"SELECT ?p ?d WHERE {{ ?p a syn:Poi ; syn:tag ?t ; {GEOM} ?w FILTER(?t < 15) "
                                'BIND(geof:distance(?w, "POINT(10 10)"^^geo:wktLiteral, uom:metre) AS ?d) }', False),
+    "not_exists": (P + "SELECT ?s ?t WHERE { ?s a syn:State ; syn:tag ?t FILTER NOT EXISTS { ?p a syn:Poi ; syn:tag ?t } }",
+                   False),
     "minus": (P + "SELECT ?s WHERE { ?s a syn:State ; syn:tag ?t MINUS { ?p a syn:Poi ; syn:tag ?t } }", False),
     "values": (P + "SELECT ?x ?t WHERE { VALUES ?t { 1 2 3 } ?x syn:tag ?t }", False),
     "topology_property": (P + "SELECT ?lg ?pg WHERE { ?l a syn:Land ; geo:hasGeometry ?lg . "

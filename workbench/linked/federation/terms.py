@@ -1,6 +1,7 @@
 """RDF terms across the three representations the federator meets: rdflib, pyoxigraph, SPARQL JSON.
 
-Pure functions. rdflib terms are what the algebra evaluator works on; pyoxigraph
+Pure functions. Literals keep their lexical form (rdflib's normalisation is off): two
+members' ``"05"`` and ``"5"`` are different RDF terms and do not join, as in a store. rdflib terms are what the algebra evaluator works on; pyoxigraph
 terms are what the ``geof:`` functions (:mod:`workbench.linked.geosparql`) and the
 result writers (:mod:`workbench.linked.results`) take; SPARQL JSON bindings are
 what members answer.
@@ -33,11 +34,11 @@ def from_json(binding: dict[str, str], *, member: str = "") -> Node:
     if kind in ("literal", "typed-literal"):
         lang = binding.get("xml:lang")
         if lang:
-            return Literal(value, lang=lang)
+            return Literal(value, lang=lang, normalize=False)
         datatype = binding.get("datatype")
         if datatype and datatype != _XSD_STRING:
-            return Literal(value, datatype=URIRef(datatype))
-        return Literal(value)
+            return Literal(value, datatype=URIRef(datatype), normalize=False)
+        return Literal(value, normalize=False)
     raise ValueError(f"unknown SPARQL JSON term type {kind!r} in {binding!r}")
 
 
@@ -68,10 +69,10 @@ def from_oxigraph(term: Any) -> Node | None:
         return BNode(term.value)
     if isinstance(term, ox.Literal):
         if term.language:
-            return Literal(term.value, lang=term.language)
+            return Literal(term.value, lang=term.language, normalize=False)
         if term.datatype.value != _XSD_STRING:
-            return Literal(term.value, datatype=URIRef(term.datatype.value))
-        return Literal(term.value)
+            return Literal(term.value, datatype=URIRef(term.datatype.value), normalize=False)
+        return Literal(term.value, normalize=False)
     raise TypeError(f"not a pyoxigraph term: {term!r}")
 
 
