@@ -85,7 +85,10 @@ def check_relations(relations: list[str] | tuple[str, ...] | None) -> tuple[str,
 
 
 def relate(source_geoms: np.ndarray, target_geoms: np.ndarray) -> np.ndarray:
-    """DE-9IM matrices of paired geometries, as an ``(n, 9)`` array of the bytes ``F``, ``0``, ``1``, ``2``."""
+    """DE-9IM matrices of paired geometries, as an ``(n, 9)`` array of the bytes ``F``, ``0``, ``1``, ``2``.
+
+    Prepared source geometries (``shapely.prepare``) make GEOS use its prepared relate.
+    """
     if len(source_geoms) == 0:
         return np.empty((0, 9), dtype=np.uint8)
     matrices = shapely.relate(source_geoms, target_geoms)
