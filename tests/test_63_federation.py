@@ -8,6 +8,7 @@ so that the federator has to evaluate the ``geof:`` functions for ``obs`` itself
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 import sys
@@ -439,3 +440,31 @@ def test_cli_explain_query_and_bad_members(world: dict[str, Any], tmp_path: Path
     assert "SELECT ?x WHERE {" not in capsys.readouterr().out
     assert main([*args, "--query", "@/no/such/file.rq"]) != 0
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_spatial_margins_and_tests_are_recognised() -> None:
+    """Pure parts: which conjuncts are spatial tests, and the degree margins of distance bounds."""
+    from rdflib.plugins.sparql.algebra import translateQuery
+    from rdflib.plugins.sparql.parser import parseQuery
+
+    from workbench.linked.federation.expressions import conjuncts, to_sparql_expression
+    from workbench.linked.federation.spatial import margin_degrees, spatial_test
+    from workbench.linked.store import with_default_prefixes
+
+    text = with_default_prefixes(
+        'SELECT * WHERE { ?a geo:asWKT ?w . ?b geo:asWKT ?v FILTER(geof:sfWithin("POINT(1 1)"^^geo:wktLiteral, ?w) '
+        '&& 5000 >= geof:distance(?w, ?v, uom:metre) && geof:distance(?w, ?v, uom:degree) > 1 '
+        '&& geof:sfDisjoint(?w, ?v) && regex(str(?a), "x", "i") && ?a IN (<http://x/a>, <http://x/b>)) }')
+    expr = translateQuery(parseQuery(text)).algebra.p.p.expr
+    tests = [spatial_test(c) for c in conjuncts(expr)]
+    assert [t.describe() if t else None for t in tests] == [
+        "sfWithin(CONST, ?w)", "distance(?w, ?v, metre) <= 5000", None, "sfDisjoint(?w, ?v)", None, None]
+    assert tests[0].prunes and not tests[3].prunes  # disjointness holds far away: no pruning
+    dx, dy = margin_degrees(tests[1], (59.0, 60.0))
+    assert dy >= 5000 / 110_574 and dx >= dy / math.cos(math.radians(60.0))  # a degree of longitude is shorter
+    assert margin_degrees(tests[1], (89.0, 89.5))[0] == 360.0  # near the pole: no longitude pruning
+    # every conjunct written back parses again, as a FILTER a member receives
+    for c in conjuncts(expr):
+        written = to_sparql_expression(c)
+        assert written is not None
+        parseQuery(with_default_prefixes(f"SELECT * WHERE {{ ?a ?b ?w FILTER({written}) }}"))

@@ -86,7 +86,6 @@ class Runner:
     deadline: float | None = None  # time.monotonic() past which no sub-query is sent
     geosparql: dict[str, bool] = field(default_factory=dict)  # member -> evaluates geof: functions
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _needed: set[Variable] = field(default_factory=set)  # blank-node variables other units or filters read
 
     # ------------------------------------------------------------ requests
 
@@ -111,13 +110,15 @@ class Runner:
         return [(m, f.result()) for m, f in futures]
 
     def fetch(self, unit: Unit, ctx: QueryContext, values: Table | None = None, *,
-              spatial_filter: str | None = None) -> Table:
+              spatial_filter: str | None = None, needed: set[Variable] | None = None) -> Table:
         """The unit's solutions from all its sources.
 
         ``values`` are shipped as VALUES blocks (a bind join); ``spatial_filter`` (a FILTER
-        expression) is added for the members that evaluate ``geof:`` functions.
+        expression) is added for the members that evaluate ``geof:`` functions; blank-node
+        variables not in ``needed`` (read by no other unit or filter) are not fetched.
         """
-        variables = tuple(sorted((v for v in unit.variables if v in self._needed or not v.startswith("_bn_")), key=str))
+        needed = needed or set()
+        variables = tuple(sorted((v for v in unit.variables if v in needed or not v.startswith("_bn_")), key=str))
         head = " ".join(to_sparql(v) for v in variables)
         blocks = [""]
         if values is not None:
@@ -183,12 +184,12 @@ class Runner:
         if plan.empty:
             variables = tuple(sorted(set().union(*(u.variables for u in plan.units)) if plan.units else set(), key=str))
             return Table(variables, [])
-        self._needed = set()
+        needed: set[Variable] = set()
         for unit in plan.units:
             others = set().union(*(u.variables for u in plan.units if u is not unit))
-            self._needed |= unit.variables & others
+            needed |= unit.variables & others
         for c in plan.conjuncts:
-            self._needed |= variables_of(c)
+            needed |= variables_of(c)
         done: set[int] = set()
         for unit in plan.units:  # conjuncts handled inside a unit (pushed or applied on its rows)
             for c in unit.local + [c for cs in unit.pushed.values() for c in cs]:
@@ -197,9 +198,9 @@ class Runner:
         acc: Table | None = None
         for unit in plan.units:
             if acc is None:
-                acc = self.fetch(unit, ctx)
+                acc = self.fetch(unit, ctx, needed=needed)
             else:
-                acc = self._join(acc, unit, plan, ctx, done)
+                acc = self._join(acc, unit, plan, ctx, done, needed)
             todo = [c for c in plan.conjuncts if id(c) not in done and variables_of(c) and
                     variables_of(c) <= set(acc.variables)]
             acc = self.apply(acc, todo, ctx)
@@ -211,7 +212,8 @@ class Runner:
         rest = [c for c in plan.conjuncts if id(c) not in done]
         return self.apply(acc, rest, ctx)
 
-    def _join(self, acc: Table, unit: Unit, plan: BGPPlan, ctx: QueryContext, done: set[int]) -> Table:
+    def _join(self, acc: Table, unit: Unit, plan: BGPPlan, ctx: QueryContext, done: set[int],
+              needed: set[Variable]) -> Table:
         shared = [v for v in acc.variables if v in unit.variables]
         if shared:
             idx = [acc.variables.index(v) for v in shared]
@@ -221,9 +223,9 @@ class Runner:
             fetch_cost = len(unit.sources) * LATENCY_S + unit.estimate * ROW_S
             bnodes = any(isinstance(t, BNode) for key in keys for t in key)
             if not self.naive and not bnodes and bind_cost <= fetch_cost:
-                right = self.fetch(unit, ctx, Table(tuple(shared), keys))
+                right = self.fetch(unit, ctx, Table(tuple(shared), keys), needed=needed)
             else:
-                right = self.fetch(unit, ctx)
+                right = self.fetch(unit, ctx, needed=needed)
             return hash_join(acc, right)
         link = None
         for test in plan.spatial:
@@ -236,11 +238,11 @@ class Runner:
                 link = (test, test.right, test.left)
                 break
         if link is None:
-            return cross_join(acc, self.fetch(unit, ctx))
+            return cross_join(acc, self.fetch(unit, ctx, needed=needed))
         test, mine, theirs = link
         known = self._column(acc, mine)
         semi = None if self.naive else semi_join_filter(test, theirs, known)
-        right = self.fetch(unit, ctx, spatial_filter=semi)
+        right = self.fetch(unit, ctx, spatial_filter=semi, needed=needed)
         if mine == test.left:
             ia, ib = join_pairs(test, known, self._column(right, theirs))
         else:

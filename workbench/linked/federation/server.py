@@ -77,7 +77,7 @@ def create_federation_app(
     result_limit: int = 100_000,
     workers: int = 4,
     queue: int = 64,
-    max_body_bytes: int = 1024 * 1024,
+    max_body_bytes: int = 64 * 1024 * 1024,
 ) -> Any:
     """A FastAPI application serving ``federation`` at ``/sparql`` (see the module docstring).
 
