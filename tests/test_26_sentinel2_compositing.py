@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ import xarray as xr
 from workbench.errors import DataError
 from workbench.sentinel2 import (
     agronomic_months,
+    chunk_progress,
+    composite_tile,
     fill_gaps,
     mask_cube,
     monthly_composite,
@@ -196,6 +199,9 @@ def test_bad_input_gives_clear_errors() -> None:
         monthly_count(np.ones((19, 4, 4), bool), np.zeros(20, dtype=int))
     with pytest.raises(DataError, match="scalar"):
         nanmedian_axis0(np.float32(1.0))
+    for chunk in (0, -5, 2.5, True):  # the notebook's chunk parameter reaches composite_tile as is
+        with pytest.raises(DataError, match="chunk must be a positive"):
+            composite_tile([], "unused.zarr", agronomic_year=2023, chunk=chunk)  # type: ignore[arg-type]
     # a cloud mask that does not match the reflectance grid
     times = cube["time"].values[:3]
     for scl in [(("time", "row", "col"), np.full((3, 5, 4), 4, np.uint8)),
@@ -214,7 +220,10 @@ def test_bad_input_gives_clear_errors() -> None:
 @pytest.fixture(scope="module")
 def cube_and_reference() -> tuple[xr.DataArray, xr.Dataset]:
     cube = _cube(7, 60, ny=40, nx=33, n_bands=4, per_band=True)
-    return cube, monthly_composite(cube, agronomic_year=2023, chunk=16).compute(scheduler="threads")
+    with chunk_progress(disable=True) as bar:
+        ref = monthly_composite(cube, agronomic_year=2023, chunk=16).compute(scheduler="threads")
+        assert (bar.done, bar.total) == (9, 9)  # 3 x 3 spatial chunks, counted on the threaded scheduler
+    return cube, ref
 
 
 def test_local_process_cluster_gives_the_same_composite(cube_and_reference: tuple[xr.DataArray, xr.Dataset]) -> None:
@@ -227,8 +236,11 @@ def test_local_process_cluster_gives_the_same_composite(cube_and_reference: tupl
     assert lazy["reflectance"].data.numblocks == (1, 1, 3, 3)
     with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        got = lazy.compute()
+        with chunk_progress(disable=True) as bar:  # the bar moves on events from the worker processes
+            lazy = monthly_composite(cube.chunk({"time": 7, "y": 10, "x": 11}), agronomic_year=2023, chunk=16)
+            got = lazy.compute()
         workers = client.run(os.getpid)
+    assert (bar.done, bar.total) == (9, 9)
     assert len(set(workers.values())) == 2 and os.getpid() not in workers.values()
     for name in ("reflectance", "valid_count", "filled"):
         assert _same(got[name].values.astype(float), ref[name].values.astype(float)), name
@@ -245,14 +257,15 @@ def cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     dask_cli = str(Path(sys.executable).with_name("dask"))
     log = tmp_path_factory.mktemp("dask-cli")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    logs = [open(log / name, "w") for name in ("scheduler.log", "worker0.log", "worker1.log")]  # noqa: SIM115
     procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0", "--no-show"],
-                              stdout=open(log / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=env)]
+                              stdout=logs[0], stderr=subprocess.STDOUT, env=env)]
     try:
         for i in range(2):
             procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1", "--nworkers", "1",
                                            "--no-dashboard", "--name", f"w{i}", "--local-directory", str(log)],
-                                          stdout=open(log / f"worker{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
+                                          stdout=logs[i + 1], stderr=subprocess.STDOUT, env=env))
         yield address
     finally:
         for proc in reversed(procs):
@@ -262,6 +275,8 @@ def cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for f in logs:
+            f.close()
 
 
 def test_cli_started_scheduler_and_workers_give_the_same_composite(
@@ -278,3 +293,4 @@ def test_cli_started_scheduler_and_workers_give_the_same_composite(
     assert names == {"w0", "w1"} and len(set(pids.values())) == 2
     for name in ("reflectance", "valid_count", "filled"):
         assert _same(got[name].values.astype(float), ref[name].values.astype(float)), name
+

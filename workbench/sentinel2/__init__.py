@@ -33,6 +33,7 @@ _EXPORTS = {
     "invalid_classes": "workbench.sentinel2.masking",
     "to_reflectance": "workbench.sentinel2.masking",
     "valid_mask": "workbench.sentinel2.masking",
+    "chunk_progress": "workbench.sentinel2.progress",
     "composite_tile": "workbench.sentinel2.tiles",
     "composite_tiles": "workbench.sentinel2.tiles",
     "list_composites": "workbench.sentinel2.tiles",
@@ -56,6 +57,7 @@ if TYPE_CHECKING:  # the names for type checkers and IDEs
     )
     from workbench.sentinel2.load import DEFAULT_BANDS, asset_key, group_by_tile, item_tile, load_cube
     from workbench.sentinel2.masking import DEFAULT_INVALID_SCL, invalid_classes, to_reflectance, valid_mask
+    from workbench.sentinel2.progress import chunk_progress
     from workbench.sentinel2.tiles import composite_tile, composite_tiles, list_composites, mask_cube, ndvi, rgb
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "agronomic_months",
     "asset_key",
     "check_has_valid",
+    "chunk_progress",
     "composite_tile",
     "composite_tiles",
     "fill_gaps",

@@ -194,7 +194,9 @@ def fill_gaps(composite: np.ndarray) -> np.ndarray:
     return np.where(valid, comp, filled).astype(comp.dtype)
 
 
-def _composite_block(block: np.ndarray, order: np.ndarray, starts: np.ndarray, fill: bool) -> np.ndarray:
+def _composite_block(
+    block: np.ndarray, order: np.ndarray, starts: np.ndarray, fill: bool, progress: str | None = None
+) -> np.ndarray:
     """Medians ``(12, band, y, x)`` and, packed as one more band, the valid counts of a ``(time, band, y, x)`` block."""
     t, b, y, x = block.shape
     med, count = _median_count(block.reshape(t, b, y * x), order, starts)
@@ -202,6 +204,10 @@ def _composite_block(block: np.ndarray, order: np.ndarray, starts: np.ndarray, f
     comp = med.reshape(N_MONTHS, b, y, x)
     out[:, :b] = fill_gaps(comp) if fill else comp
     out[:, b] = count.reshape(N_MONTHS, y, x)  # counts < 2**24 are exact in float32
+    if progress is not None:
+        from workbench.sentinel2.progress import chunk_done
+
+        chunk_done(progress)
     return out
 
 
@@ -280,10 +286,15 @@ def monthly_composite(
     # chunks along space only: each task holds whole time series of all bands
     data = data.astype(np.float32).rechunk({0: -1, 1: -1, 2: chunk, 3: chunk})
     n_bands = data.shape[1]
+    from workbench.sentinel2.progress import current
+
+    bar = current()
     packed = da.map_blocks(
-        _composite_block, data, order, starts, fill, dtype=np.float32,
+        _composite_block, data, order, starts, fill, bar.token if bar else None, dtype=np.float32,
         chunks=((N_MONTHS,), (n_bands + 1,), data.chunks[2], data.chunks[3]), name="s2-monthly-median",
     )
+    if bar is not None:
+        bar.add(packed.npartitions)
     comp = packed[:, :n_bands]
     count = packed[:, n_bands].astype(np.uint16)
     month_coord = agronomic_months(agronomic_year)

@@ -127,9 +127,12 @@ def composite_tile(
     Raises
     ------
     DataError
-        On a missing SCL/band asset, mixed grids without a target grid, or a
-        year without any valid observation.
+        On a missing SCL/band asset, mixed grids without a target grid, a
+        ``chunk`` that is not a positive integer, or a year without any valid
+        observation.
     """
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise DataError(f"chunk must be a positive number of pixels, got {chunk!r}")
     cube = load_cube(items, bands=bands, crs=crs, resolution=resolution, chunk=chunk,
                      storage_options=storage_options)
     refl = mask_cube(cube, invalid=invalid, dilation=dilation)
