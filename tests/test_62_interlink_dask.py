@@ -50,3 +50,25 @@ def test_cluster_progressive_run_equals_single_process(client) -> None:
         assert remote.pairs.equals(local.pairs) and remote.links.equals(local.links)
     everything = interlink(source, target, budget=full.stats["candidates"], client=client)
     assert everything.links.equals(full.links)
+
+
+def test_cli_runs_the_partitions_on_a_scheduler_address(client, tmp_path, capsys) -> None:
+    import pandas as pd
+
+    from workbench.cli import main
+    from workbench.cluster import close_client
+
+    source, target = interlink_cases(seed=6, random_count=6)
+    source.to_parquet(tmp_path / "s.parquet")
+    target.to_parquet(tmp_path / "t.parquet")
+    address = client.scheduler.address
+    try:
+        code = main(["interlink", str(tmp_path / "s.parquet"), str(tmp_path / "t.parquet"), "--out", str(tmp_path / "o"),
+                     "--dask-address", address, "--partitions", "4", "-q"])
+    finally:
+        close_client()
+    assert code == 0, capsys.readouterr().err
+    summary = pd.read_json(tmp_path / "o" / "summary.json", typ="series")
+    assert bool(summary["distributed"]) and summary["partitions"] > 1
+    local = interlink(source, target)
+    assert len(pd.read_parquet(tmp_path / "o" / "links.parquet")) == len(local.links)
