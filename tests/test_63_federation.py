@@ -139,6 +139,9 @@ QUERIES: dict[str, tuple[str, bool]] = {  # name -> (query, ordered)
                  False),
     "optional_filter": (P + "SELECT ?p ?l WHERE { ?p a syn:Poi ; syn:tag ?t FILTER(?t < 20) "
                         "OPTIONAL { ?l a syn:Land ; syn:tag ?u FILTER(?u = ?t + 1) } }", False),
+    "optional_spatial": (P + f"SELECT ?p ?l WHERE {{ ?p a syn:Poi ; syn:tag ?t ; {GEOM} ?pw FILTER(?t < 40) "
+                         f"OPTIONAL {{ ?l a syn:Land ; syn:tag ?u ; {GEOM} ?lw "
+                         "FILTER(geof:sfWithin(?pw, ?lw) && ?u > 20) } }", False),
     "union": (P + "SELECT ?x WHERE { { ?x a syn:State } UNION { ?x a syn:Poi ; syn:tag 5 } UNION "
               "{ ?x a syn:Land ; syn:tag 7 } }", False),
     "aggregate": (P + "SELECT ?t (COUNT(?p) AS ?n) (MAX(?p) AS ?last) WHERE { ?p a syn:Poi ; syn:tag ?t } "

@@ -191,11 +191,64 @@ def _custom_eval(ctx: QueryContext, part: CompValue) -> Any:
 def _left_join(ctx: QueryContext, part: CompValue) -> Iterator[FrozenBindings]:
     left = list(evalPart(ctx, part.p1))
     right = list(evalPart(ctx, part.p2)) if left else []
+    pairs = _spatial_pairs(left, right, part.expr)
+    if pairs is not None:
+        yield from _left_join_pairs(left, right, pairs, part.expr)
+        return
     for a, bs in _hash_join(left, right):
         matched = False
         for b in bs:
             merged = a.merge(b)
             if _ebv(part.expr, merged):
+                matched = True
+                yield merged
+        if not matched:
+            yield a
+
+
+def _spatial_pairs(left: list[FrozenBindings], right: list[FrozenBindings], expr: Any) -> Any:
+    """Candidate ``(i, j)`` pairs from a spatial test of the OPTIONAL's condition linking the two sides, or ``None``.
+
+    ``OPTIONAL { ... FILTER(geof:distance(?left_geometry, ?right_geometry, ...) <= d) }`` would
+    otherwise measure every compatible pair one by one in rdflib's evaluator.
+    """
+    from workbench.linked.federation.spatial import join_pairs, parse_geometries, spatial_test
+
+    if not left or not right or expr is None:
+        return None
+    lvars = set.intersection(*(set(a.keys()) for a in left))
+    rvars = set.intersection(*(set(b.keys()) for b in right))
+    for c in conjuncts(expr):
+        test = spatial_test(c)
+        if test is None or test.left is None or test.right is None or not test.prunes:
+            continue
+        if test.left in lvars and test.right in rvars and test.right not in lvars:
+            cache: dict[Any, Any] = {}
+            a = parse_geometries([x[test.left] for x in left], cache)
+            b = parse_geometries([y[test.right] for y in right], cache)
+            return join_pairs(test, a, b)
+        if test.right in lvars and test.left in rvars and test.left not in lvars:
+            cache = {}
+            a = parse_geometries([y[test.left] for y in right], cache)
+            b = parse_geometries([x[test.right] for x in left], cache)
+            j, i = join_pairs(test, a, b)
+            return i, j
+    return None
+
+
+def _left_join_pairs(left: list[FrozenBindings], right: list[FrozenBindings], pairs: Any,
+                     expr: Any) -> Iterator[FrozenBindings]:
+    matches: dict[int, list[int]] = {}
+    for i, j in zip(pairs[0].tolist(), pairs[1].tolist()):
+        matches.setdefault(i, []).append(j)
+    for i, a in enumerate(left):
+        matched = False
+        for j in matches.get(i, ()):
+            b = right[j]
+            if not _compatible(a, b):
+                continue
+            merged = a.merge(b)
+            if _ebv(expr, merged):  # the whole condition: the spatial test only chose the candidates
                 matched = True
                 yield merged
         if not matched:
