@@ -11,7 +11,7 @@ hexagons, copies, small squares and road linestrings). Sections:
   answers are checked equal (the intersecting pairs). The filter's time and memory peak
   (tracemalloc: numpy's allocations) are printed for both filters;
 * Dask: 1 vs 2 workers (``LocalCluster(processes=True)``, 1 thread each) at ``--dask-n``
-  (1M full, 50k small), the same 9 partitions for both;
+  (1M full, 20k small), the same 9 partitions for both;
 * progressive: recall of the intersecting pairs at 10 % and 20 % of the candidate budget per
   weighting, and the ratio to RANDOM (n = 50k full, 10k small).
 
@@ -139,14 +139,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="quick run (make bench)")
     parser.add_argument("--n", type=int, help="batch size per side (default 200000, small 20000)")
-    parser.add_argument("--dask-n", type=int, help="Dask size per side (default 1000000, small 50000)")
+    parser.add_argument("--dask-n", type=int, help="Dask size per side (default 1000000, small 20000)")
     parser.add_argument("--progressive-n", type=int, help="progressive size per side (default 50000, small 10000)")
     parser.add_argument("--only", choices=("batch", "dask", "progressive"), action="append",
                         help="run only these sections (repeatable; default all)")
     args = parser.parse_args()
     sections = set(args.only or ("batch", "dask", "progressive"))
     n = args.n or (20_000 if args.small else 200_000)
-    dask_n = args.dask_n or (50_000 if args.small else 1_000_000)
+    dask_n = args.dask_n or (20_000 if args.small else 1_000_000)
     prog_n = args.progressive_n or (10_000 if args.small else 50_000)
     if "progressive" in sections:
         progressive(prog_n)
