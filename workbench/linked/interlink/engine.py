@@ -74,8 +74,8 @@ def features_of(source_part: dict[str, np.ndarray], target_part: dict[str, np.nd
 
 def _describe(part: dict[str, Any]) -> dict[str, Any]:
     geoms = part["geoms"] if "geoms" in part else shapely.from_wkb(part["wkb"])
-    return {"rows": part["rows"], "geoms": geoms, "bounds": shapely.bounds(geoms).reshape(-1, 4), "points": shapely.get_num_coordinates(geoms),
-            "dims": shapely.get_dimensions(geoms)}
+    return {"rows": part["rows"], "geoms": geoms, "bounds": shapely.bounds(geoms).reshape(-1, 4),
+            "points": shapely.get_num_coordinates(geoms), "dims": shapely.get_dimensions(geoms)}
 
 
 def _local_candidates(cell: int, plan: Plan, src: dict[str, Any], tgt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
