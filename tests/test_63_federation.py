@@ -282,6 +282,12 @@ def test_unsupported_and_malformed_queries(world: dict[str, Any]) -> None:
         fed.select(P + "SELECT * WHERE { ?s syn:tag+ ?o }")
     with pytest.raises(UnsupportedQueryError, match="FROM"):
         fed.select("SELECT * FROM <http://x/g> WHERE { ?s ?p ?o }")
+    with pytest.raises(UnsupportedQueryError, match="spatial aggregate geof:aggBoundingBox"):
+        fed.select(P + "SELECT (geof:aggBoundingBox(?w) AS ?b) WHERE { ?g geo:asWKT ?w }")
+    with pytest.raises(QuerySyntaxError, match="geof:sfNoSuch .* not implemented by the federator"):
+        fed.select(P + "SELECT ?g WHERE { ?g geo:asWKT ?w FILTER(geof:sfNoSuch(?w, ?w)) }")
+    with pytest.raises(UnsupportedQueryError, match="rdflib"):  # rdflib cannot sort expression errors
+        fed.select(P + "SELECT ?s WHERE { ?s a syn:State } ORDER BY geof:distance(?s, ?s, uom:metre)")
     with pytest.raises(QuerySyntaxError, match="invalid geo:wktLiteral"):
         fed.select(P + 'SELECT * WHERE { ?s geo:asWKT ?w FILTER(geof:sfWithin(?w, "POLYGON((0 0"^^geo:wktLiteral)) }')
 

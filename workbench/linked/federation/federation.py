@@ -50,6 +50,45 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
+def _check_geof_calls(text: str) -> None:
+    """Refuse, as a store does, calls of ``geof:`` functions the workbench does not implement; and the aggregates.
+
+    The GeoSPARQL 1.1 spatial aggregates (``geof:aggUnion`` ...) are pyoxigraph custom aggregates
+    in the store; rdflib's evaluator has no custom aggregates, so the federator refuses them
+    rather than evaluating them as plain functions (one value per row, not per group).
+    """
+    from workbench.linked import geosparql
+    from workbench.linked.rewrite import function_calls
+    from workbench.linked.vocab import GEOF
+
+    known = set(register_geof())
+    aggregates_of = getattr(geosparql, "custom_aggregate_functions", dict)
+    aggregates = {t.value for t in aggregates_of()}
+    for iri, offset in function_calls(text):
+        if not iri.startswith(GEOF):
+            continue
+        if iri in aggregates:
+            raise UnsupportedQueryError(f"the spatial aggregate geof:{iri[len(GEOF):]} (at offset {offset}) is not "
+                                        "evaluated by the federator: aggregate in the member's own query instead")
+        if iri not in known:
+            names = ", ".join(sorted(k[len(GEOF):] for k in known))
+            raise QuerySyntaxError(f"the function geof:{iri[len(GEOF):]} (at offset {offset}) is not implemented by "
+                                   f"the federator; it implements geof: {names}")
+
+
+@contextlib.contextmanager
+def _evaluation_errors() -> Iterator[None]:
+    """rdflib's evaluator failing on a query (e.g. ORDER BY an expression in error) is a refusal, not a crash."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        if isinstance(exc, FederationError) or isinstance(exc, QuerySyntaxError):
+            raise
+        log.warning("rdflib's evaluator failed", exc_info=True)
+        raise UnsupportedQueryError(f"the federator's evaluator (rdflib) cannot evaluate this query: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+
+
 class SelectResult(list):  # type: ignore[type-arg]
     """Rows of a federated SELECT: dicts of variable name -> pyoxigraph term (``None``: unbound).
 
@@ -227,6 +266,7 @@ class Federation:
         except Exception as exc:  # noqa: BLE001 - rdflib raises assorted errors on bad prologues
             raise QuerySyntaxError(str(exc)) from None
         check_geometry_constants(text)
+        _check_geof_calls(text)
         rewritten = rewrite_topology_properties(text)
         try:
             if rewritten != text:
@@ -265,7 +305,7 @@ class Federation:
             runner.bgp_cache[key] = table
             return table
 
-        with activate(run_bgp):
+        with activate(run_bgp), _evaluation_errors():
             result = evalQuery(Graph(), q, {}, None)
             if q.algebra.name == "AskQuery":
                 return bool(result["askAnswer"]), runner
@@ -369,4 +409,3 @@ class Federation:
         self.close()
 
 
-_ = FederationError  # the package exports it; imported here for the docs' cross-references
