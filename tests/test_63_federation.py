@@ -206,6 +206,13 @@ def test_source_selection_prunes(world: dict[str, Any]) -> None:
     assert _requests(fed, q_m)["obs"] == 1
     assert _requests(fed, q_far)["obs"] == 0
     assert _fed_rows(fed.select(q_m)) and sorted(_fed_rows(fed.select(q_m))) == sorted(_union_rows(world["union"], q_m))
+    # a variable predicate with a constant subject: metadata cannot tell, one ASK per member does
+    fed.reset_stats()
+    q = P + "SELECT ?p ?o WHERE { <http://extremeearth.eu/synthetic/land/7> ?p ?o }"
+    assert sorted(_fed_rows(fed.select(q))) == sorted(_union_rows(world["union"], q))
+    stats = fed.stats()
+    assert all(s.asks == 1 for s in stats.values())
+    assert (stats["parcels"].selects, stats["admin"].selects, stats["obs"].selects) == (1, 0, 0)
     # the naive baseline sends every pattern to every member
     naive = Federation(world["members"], naive=True)
     try:
