@@ -33,7 +33,7 @@ from workbench.linked.federation.spatial import (
     evaluate_pairs,
     join_pairs,
     parse_geometries,
-    semi_join_filter,
+    semi_join_filters,
     spatial_test,
 )
 from workbench.linked.federation.terms import to_sparql
@@ -110,15 +110,18 @@ class Runner:
         return [(m, f.result()) for m, f in futures]
 
     def fetch(self, unit: Unit, ctx: QueryContext, values: Table | None = None, *,
-              spatial_filter: str | None = None, needed: set[Variable] | None = None) -> Table:
+              spatial_filters: list[str] | None = None, needed: set[Variable] | None = None) -> Table:
         """The unit's solutions from all its sources.
 
-        ``values`` are shipped as VALUES blocks (a bind join); ``spatial_filter`` (a FILTER
-        expression) is added for the members that evaluate ``geof:`` functions; blank-node
+        ``values`` are shipped as VALUES blocks (a bind join); each of ``spatial_filters`` (FILTER
+        expressions that every wanted solution satisfies one of) makes one request to each member
+        that evaluates ``geof:`` functions, the solutions found twice counted once; blank-node
         variables not in ``needed`` (read by no other unit or filter) are not fetched.
         """
         needed = needed or set()
         variables = tuple(sorted((v for v in unit.variables if v in needed or not v.startswith("_bn_")), key=str))
+        if spatial_filters and len(spatial_filters) > 1:
+            variables = tuple(sorted(unit.variables, key=str))  # complete rows: a row found twice is one solution
         head = " ".join(to_sparql(v) for v in variables)
         blocks = [""]
         if values is not None:
@@ -130,11 +133,16 @@ class Runner:
                 for i in range(0, len(values.rows), size)
             ]
         calls = []
+        deduplicate: set[str] = set()
         for member in unit.sources:
             body = " ".join(p.text() for p in unit.patterns) if self.naive else unit.body(member)
-            if spatial_filter is not None and self.geosparql.get(member, False):
-                body += f" FILTER({spatial_filter})"
-            calls.extend((member, f"SELECT {head} WHERE {{ {block}{body} }}") for block in blocks)
+            if spatial_filters and self.geosparql.get(member, False):
+                bodies = [f"{body} FILTER({f})" for f in spatial_filters]
+                if len(bodies) > 1:
+                    deduplicate.add(member)
+            else:
+                bodies = [body]
+            calls.extend((member, f"SELECT {head} WHERE {{ {block}{b} }}") for block in blocks for b in bodies)
         rows: list[tuple[Any, ...]] = []
         by_member: dict[str, list[tuple[Any, ...]]] = {}
         for member, table in self._parallel(calls):
@@ -144,6 +152,8 @@ class Runner:
             got = [tuple(r[k] if k is not None else None for k in order) for r in table.rows]
             by_member.setdefault(member, []).extend(got)
         for member, got in by_member.items():
+            if member in deduplicate:
+                got = list(dict.fromkeys(got))
             todo = [c for c in unit.local if self.naive or c not in unit.pushed.get(member, [])]
             rows.extend(self.apply(Table(variables, got), todo, ctx).rows)
         return Table(variables, rows)
@@ -241,8 +251,12 @@ class Runner:
             return cross_join(acc, self.fetch(unit, ctx, needed=needed))
         test, mine, theirs = link
         known = self._column(acc, mine)
-        semi = None if self.naive else semi_join_filter(test, theirs, known)
-        right = self.fetch(unit, ctx, spatial_filter=semi, needed=needed)
+        semi = None if self.naive else semi_join_filters(test, theirs, known)
+        if semi is not None and len(semi) > 1:
+            blocks_cost = len(semi) * sum(self.geosparql.get(m, False) for m in unit.sources) * LATENCY_S
+            if blocks_cost > len(unit.sources) * LATENCY_S + unit.estimate * ROW_S:
+                semi = None  # fetching the unit whole is cheaper than one request per block
+        right = self.fetch(unit, ctx, spatial_filters=semi, needed=needed)
         if mine == test.left:
             ia, ib = join_pairs(test, known, self._column(right, theirs))
         else:

@@ -38,6 +38,8 @@ from workbench.linked.geometry import GeometryLiteralError, GeoValue, parse_lite
 from workbench.linked.vocab import CRS84, GEOF, GML_LITERAL, UOM, WKT_LITERAL
 
 __all__ = [
+    "SEMI_JOIN_BLOCK",
+    "SEMI_JOIN_MAX_BLOCKS",
     "UNITS",
     "SpatialTest",
     "evaluate_constant",
@@ -46,6 +48,7 @@ __all__ = [
     "margin_degrees",
     "parse_geometries",
     "search_region",
+    "semi_join_filters",
     "spatial_test",
 ]
 
@@ -274,30 +277,44 @@ def evaluate_pairs(test: SpatialTest, a: np.ndarray, b: np.ndarray) -> np.ndarra
     return _distance_holds(test, a, b)
 
 
-#: most distinct geometries whose boxes are shipped as a semi-join constraint
-SEMI_JOIN_MAX = 2000
+#: most distinct geometries whose boxes are shipped in one semi-join constraint
+SEMI_JOIN_BLOCK = 1000
+#: most semi-join constraints (requests per member) for one join
+SEMI_JOIN_MAX_BLOCKS = 64
 
 
-def semi_join_filter(test: SpatialTest, variable: Variable, known: np.ndarray) -> str | None:
-    """A FILTER expression on ``variable`` that every partner of the ``known`` geometries satisfies, or ``None``.
+def semi_join_filters(test: SpatialTest, variable: Variable, known: np.ndarray) -> list[str] | None:
+    """FILTER expressions on ``variable``, one of which every partner of the ``known`` geometries satisfies.
 
-    For a test implying that the two sides meet (buffered by a distance bound), a
-    partner must intersect the union of the known geometries' boxes (expanded by the
-    distance margin and a hair): a constant a GeoSPARQL member answers with its spatial
-    index, so that it sends only the candidates (a spatial semi-join).
+    For a test implying that the two sides meet (buffered by a distance bound), a partner
+    must intersect the union of the known geometries' boxes (expanded by the distance
+    margin and a hair): a constant a GeoSPARQL member answers with its spatial index, so
+    that it sends only the candidates (a spatial semi-join). The known geometries are
+    sorted along a grid and cut into blocks of ``SEMI_JOIN_BLOCK``, one constraint each;
+    ``None`` when the test cannot narrow anything or more than ``SEMI_JOIN_MAX_BLOCKS``
+    blocks would be needed.
     """
     if not test.prunes:
         return None
-    geoms = [g for g in known if g is not None]
-    if not geoms or len(set(geoms)) > SEMI_JOIN_MAX:
+    geoms = list(dict.fromkeys(g for g in known if g is not None))
+    if not geoms or len(geoms) > SEMI_JOIN_BLOCK * SEMI_JOIN_MAX_BLOCKS:
         return None
     bounds = shapely.bounds(np.array(geoms, dtype=object))
     dx, dy = margin_degrees(test, (float(bounds[:, 1].min()), float(bounds[:, 3].max())))
     if dx >= 360:
         return None
     eps = 1e-9 * (1 + np.abs(bounds).max())
-    boxes = shapely.box(bounds[:, 0] - dx - eps, bounds[:, 1] - dy - eps, bounds[:, 2] + dx + eps,
-                        bounds[:, 3] + dy + eps)
-    region = shapely.union_all(boxes)
-    wkt = shapely.to_wkt(region, rounding_precision=-1)
-    return f'<{GEOF}sfIntersects>(?{variable}, "{wkt}"^^<{WKT_LITERAL}>)'
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    side = max(1, int(math.ceil(math.sqrt(len(geoms) / SEMI_JOIN_BLOCK))))
+    span_x = max(float(cx.max() - cx.min()), 1e-12)
+    span_y = max(float(cy.max() - cy.min()), 1e-12)
+    col = np.minimum(((cx - cx.min()) / span_x * side).astype(int), side - 1)
+    row = np.minimum(((cy - cy.min()) / span_y * side).astype(int), side - 1)
+    order = np.lexsort((cx, np.where(row % 2 == 0, col, side - 1 - col), row))  # boustrophedon over the grid
+    out = []
+    for start in range(0, len(order), SEMI_JOIN_BLOCK):
+        b = bounds[order[start : start + SEMI_JOIN_BLOCK]]
+        boxes = shapely.box(b[:, 0] - dx - eps, b[:, 1] - dy - eps, b[:, 2] + dx + eps, b[:, 3] + dy + eps)
+        wkt = shapely.to_wkt(shapely.union_all(boxes), rounding_precision=-1)
+        out.append(f'<{GEOF}sfIntersects>(?{variable}, "{wkt}"^^<{WKT_LITERAL}>)')
+    return out
