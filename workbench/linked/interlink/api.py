@@ -48,14 +48,14 @@ def check_budget(budget: Any) -> int | None:
 def links_frame(source: Side, target: Side, *, s: np.ndarray, t: np.ndarray, masks: np.ndarray,
                 relations: tuple[str, ...]) -> pd.DataFrame:
     """Long link table: one ``(source_id, target_id, relation)`` row per pair and relation that holds."""
-    pieces = []
-    for name in relations:
-        hold = np.flatnonzero((masks >> np.uint32(ALL_RELATIONS.index(name))) & np.uint32(1))
-        pieces.append(pd.DataFrame({"source_id": source.ids[s[hold]], "target_id": target.ids[t[hold]],
-                                    "relation": name}))
-    frame = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=["source_id", "target_id", "relation"])
-    frame["relation"] = pd.Categorical(frame["relation"], categories=list(relations))
-    return frame
+    rows = [np.flatnonzero((masks >> np.uint32(ALL_RELATIONS.index(name))) & np.uint32(1)) for name in relations]
+    pick = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    codes = np.repeat(np.arange(len(relations)), [len(r) for r in rows])
+    return pd.DataFrame({
+        "source_id": source.ids[s[pick]],
+        "target_id": target.ids[t[pick]],
+        "relation": pd.Categorical.from_codes(codes, categories=list(relations)),
+    })
 
 
 def interlink(source: Any, target: Any, *, relations: list[str] | tuple[str, ...] | str | None = None,

@@ -33,8 +33,10 @@ __all__ = ["Outcome", "Plan", "batch_task", "default_partitions", "features_of",
 
 log = logging.getLogger(__name__)
 
-#: Geometries per partition aimed at when the number of partitions is not given.
+#: Geometries (both sides) per partition aimed at when the number of partitions is not given: on Dask
+#: (small tasks balance the workers), and in one process (only to bound the memory of a partition).
 _TARGET_PER_PARTITION = 250_000
+_LOCAL_PER_PARTITION = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,10 @@ def plan_run(source: Side, target: Side, *, relations: tuple[str, ...], filter: 
 
 
 def default_partitions(source: Side, target: Side, *, client: Client | None) -> int:
-    """Partitions when none are asked for: ~250k geometries each, and at least 2 per Dask worker."""
-    by_size = max(1, round((len(source) + len(target)) / _TARGET_PER_PARTITION))
+    """Partitions when none are asked for: ~250k geometries each and at least 2 per Dask worker; ~2M in one process."""
     if client is None:
-        return by_size
+        return max(1, round((len(source) + len(target)) / _LOCAL_PER_PARTITION))
+    by_size = max(1, round((len(source) + len(target)) / _TARGET_PER_PARTITION))
     workers = len(client.nthreads()) or 1
     return max(by_size, 2 * workers)
 
