@@ -82,7 +82,7 @@ def _evaluation_errors() -> Iterator[None]:
     try:
         yield
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        if isinstance(exc, FederationError) or isinstance(exc, QuerySyntaxError):
+        if isinstance(exc, (FederationError, QuerySyntaxError)):
             raise
         log.warning("rdflib's evaluator failed", exc_info=True)
         raise UnsupportedQueryError(f"the federator's evaluator (rdflib) cannot evaluate this query: "

@@ -305,7 +305,7 @@ def semi_join_filters(test: SpatialTest, variable: Variable, known: np.ndarray) 
         return None
     eps = 1e-9 * (1 + np.abs(bounds).max())
     cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
-    side = max(1, int(math.ceil(math.sqrt(len(geoms) / SEMI_JOIN_BLOCK))))
+    side = max(1, math.ceil(math.sqrt(len(geoms) / SEMI_JOIN_BLOCK)))
     span_x = max(float(cx.max() - cx.min()), 1e-12)
     span_y = max(float(cy.max() - cy.min()), 1e-12)
     col = np.minimum(((cx - cx.min()) / span_x * side).astype(int), side - 1)
