@@ -92,8 +92,16 @@ def _median_of_sorted(work: np.ndarray, n_missing: np.ndarray, dtype: np.dtype) 
     return med
 
 
-def _median_count(block: np.ndarray, order: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group median ``(groups, band, pixel)`` and all-bands-valid count ``(groups, pixel)`` of ``(time, band, pixel)``."""
+def _median_count(
+    block: np.ndarray, order: np.ndarray, starts: np.ndarray, *, out: np.ndarray | None = None,
+    count: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group median ``(groups, band, pixel)`` and all-bands-valid count ``(groups, pixel)`` of ``(time, band, pixel)``.
+
+    ``out``/``count``: where the kernel may write (see
+    :func:`~workbench.sentinel2.median_kernel.grouped_median_count`), when
+    the block is float32/float64.
+    """
     from workbench.sentinel2.median_kernel import NETWORK_MAX, grouped_median_count
 
     dtype = _float_dtype(block.dtype)
@@ -107,7 +115,9 @@ def _median_count(block: np.ndarray, order: np.ndarray, starts: np.ndarray) -> t
             count[g] = np.isfinite(sel).all(axis=1).sum(axis=0)
         return out, count
     data = np.ascontiguousarray(block, dtype=work)  # one compiled specialisation per dtype
-    med, count = grouped_median_count(data, order, starts)
+    if out is not None and out.dtype != work:
+        out = count = None
+    med, count = grouped_median_count(data, order, starts, out=out, count=count)
     for g in np.flatnonzero(np.diff(starts) > NETWORK_MAX):
         med[g] = _sorted_median(data[order[starts[g]:starts[g + 1]]], work)
     return med.astype(dtype, copy=False), count
@@ -199,11 +209,15 @@ def _composite_block(
 ) -> np.ndarray:
     """Medians ``(12, band, y, x)`` and, packed as one more band, the valid counts of a ``(time, band, y, x)`` block."""
     t, b, y, x = block.shape
-    med, count = _median_count(block.reshape(t, b, y * x), order, starts)
-    out = np.empty((N_MONTHS, b + 1, y, x), dtype=np.float32)
-    comp = med.reshape(N_MONTHS, b, y, x)
-    out[:, :b] = fill_gaps(comp) if fill else comp
-    out[:, b] = count.reshape(N_MONTHS, y, x)  # counts < 2**24 are exact in float32
+    out = np.empty((N_MONTHS, b + 1, y * x), dtype=np.float32)
+    # the kernel writes the medians into the first bands and the counts (< 2**24, exact in float32) into the last
+    med, count = _median_count(block.reshape(t, b, y * x), order, starts, out=out, count=out[:, b])
+    if not np.shares_memory(med, out):  # not written in place (a dtype without the kernel)
+        out[:, :b] = med
+        out[:, b] = count
+    out = out.reshape(N_MONTHS, b + 1, y, x)
+    if fill:
+        out[:, :b] = fill_gaps(out[:, :b])
     if progress is not None:
         from workbench.sentinel2.progress import chunk_done
 

@@ -28,7 +28,7 @@ __all__ = ["NETWORK_MAX", "TILE", "network", "network_tables", "grouped_median_c
 #: Largest group sorted by the network; larger groups fall back to a full sort.
 NETWORK_MAX = 32
 #: Pixels per tile: ``k`` rows of this many values stay in the L1/L2 cache.
-TILE = 1024
+TILE = 256
 
 
 @lru_cache(maxsize=64)
@@ -147,7 +147,13 @@ def _kernel(data, order, starts, pairs, offsets, kmax, out, count):  # type: ign
 
 
 def grouped_median_count(
-    data: np.ndarray, order: np.ndarray, starts: np.ndarray, *, kmax: int = NETWORK_MAX
+    data: np.ndarray,
+    order: np.ndarray,
+    starts: np.ndarray,
+    *,
+    kmax: int = NETWORK_MAX,
+    out: np.ndarray | None = None,
+    count: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-group NaN-median and all-bands-valid count of a ``(time, band, pixel)`` block.
 
@@ -160,12 +166,18 @@ def grouped_median_count(
     kmax
         Groups with more times than this (at most :data:`NETWORK_MAX`) are
         not computed: their medians are left uninitialised for the caller.
+    out, count
+        Optional arrays to write into: ``out`` ``(groups, bands or more, pixel)``
+        of ``data``'s dtype, C-contiguous (bands beyond ``data``'s are left
+        alone), ``count`` ``(groups, pixel)`` of any numeric dtype, e.g. a
+        view of one band of ``out``.
 
     Returns
     -------
     median, count
-        ``(groups, band, pixel)`` of ``data``'s dtype, and ``(groups, pixel)``
-        uint16: the number of times of the group finite in every band.
+        ``(groups, band, pixel)`` of ``data``'s dtype (``out``'s first bands
+        when given), and ``(groups, pixel)`` (uint16 unless ``count`` is
+        given): the number of times of the group finite in every band.
     """
     if data.dtype not in (np.float32, np.float64) or data.ndim != 3:
         raise TypeError(f"expected a float32/float64 (time, band, pixel) array, got {data.dtype} {data.shape}")
@@ -174,7 +186,14 @@ def grouped_median_count(
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     pairs, offsets = network_tables(NETWORK_MAX)
     n_groups = starts.shape[0] - 1
-    out = np.empty((n_groups,) + data.shape[1:], dtype=data.dtype)
-    count = np.empty((n_groups, data.shape[2]), dtype=np.uint16)
+    if out is None:
+        out = np.empty((n_groups,) + data.shape[1:], dtype=data.dtype)
+    elif (out.dtype != data.dtype or out.ndim != 3 or out.shape[0] != n_groups or out.shape[1] < data.shape[1]
+          or out.shape[2] != data.shape[2] or not out.flags.c_contiguous):
+        raise ValueError(f"out {out.dtype} {out.shape} does not fit a block {data.dtype} {data.shape}")
+    if count is None:
+        count = np.empty((n_groups, data.shape[2]), dtype=np.uint16)
+    elif count.shape != (n_groups, data.shape[2]):
+        raise ValueError(f"count {count.shape} does not fit {n_groups} groups of {data.shape[2]} pixels")
     _kernel(data, order, starts, pairs, offsets, kmax, out, count)
-    return out, count
+    return out[:, :data.shape[1]], count
