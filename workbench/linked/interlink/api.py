@@ -84,7 +84,8 @@ def interlink(source: Any, target: Any, *, relations: list[str] | tuple[str, ...
     filter
         ``"grid"`` (equigrid of the source side) or ``"strtree"``; both give the same candidates.
     partitions
-        Spatial partitions (default: about 250k geometries each, at least two per Dask worker).
+        Spatial partitions (default: on Dask ~250k geometries each and at least two per worker;
+        in one process one per ~2M geometries).
     crs
         CRS to compare in (default: the source's); the other side is reprojected.
     invalid
