@@ -124,3 +124,18 @@ def test_engine_follows_updates(tmp_path: Path) -> None:
         answer = httpx.get(server.url, params={"query": query}, headers={"accept": "text/csv"}, timeout=60)
     assert answer.status_code == 200
     assert sorted(line.strip() for line in answer.text.splitlines()[1:]) == sorted(r[0][1:-1] for r in after)
+
+
+def test_interlinking_reads_a_store_selection_the_engine_answers(store: GeoStore) -> None:
+    """A spatially filtered selection for interlinking comes back as engine solutions: read alike."""
+    from workbench.linked.interlink import interlink
+    from workbench.linked.interlink.inputs import StoreSelection
+
+    pois = P + f"SELECT ?feature ?wkt WHERE {{ ?feature a syn:Poi ; geo:hasGeometry/geo:asWKT ?wkt FILTER(geof:sfWithin(?wkt, {BOX})) }}"
+    land = P + f"SELECT ?feature ?wkt WHERE {{ ?feature a syn:Land ; geo:hasGeometry/geo:asWKT ?wkt FILTER(geof:sfIntersects(?wkt, {BOX})) }}"
+    assert store.plan(pois).engine is not None and store.plan(land).engine is not None
+    links = interlink(StoreSelection(store, land), StoreSelection(store, pois), relations=["sfContains"]).links
+    expected = {(str(r["b"])[1:-1], str(r["a"])[1:-1]) for r in store.pyoxigraph.query(
+        P + f"SELECT ?a ?b WHERE {{ ?a a syn:Poi ; geo:hasGeometry/geo:asWKT ?x . ?b a syn:Land ; geo:hasGeometry/geo:asWKT ?y "
+        f"FILTER(geof:sfWithin(?x, {BOX}) && geof:sfIntersects(?y, {BOX}) && geof:sfContains(?y, ?x)) }}")}
+    assert set(zip(links["source_id"], links["target_id"])) == expected and expected

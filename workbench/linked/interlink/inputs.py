@@ -96,7 +96,7 @@ def _from_store(selection: StoreSelection) -> gpd.GeoDataFrame:
     from workbench.linked.geometry import GeometryLiteralError, parse_literal
 
     result = selection.store.query(selection.query)
-    if not isinstance(result, ox.QuerySolutions):
+    if isinstance(result, (ox.QueryBoolean, ox.QueryTriples)):  # solutions: pyoxigraph's or the spatial engine's
         raise InterlinkError("the store selection must be a SELECT query binding a feature and its geometry literal")
     names = [v.value for v in result.variables]
     for var in (selection.feature_var, selection.geometry_var):
