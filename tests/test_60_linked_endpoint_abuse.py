@@ -217,7 +217,7 @@ def test_in_memory_store_endpoint_answers_503_at_the_limit_and_refuses_process_i
 ])
 def test_serve_options_are_checked(argv: list[str], message: str, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "sparql", "serve", "--store", str(tmp_path / "s"),
-                             *argv], capture_output=True, text=True, timeout=60, cwd=ROOT)
+                             *argv], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert result.returncode == 2 and message in result.stderr
 
 
@@ -248,8 +248,9 @@ def test_admission_queue_full_wait_bound_and_fair_order() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("kwargs", [dict(workers=0, queue=1, wait=1), dict(workers=1, queue=-1, wait=1),
-                                    dict(workers=1, queue=1, wait=-1), dict(workers=1, queue=1, wait=1, per_client=0)])
+@pytest.mark.parametrize("kwargs", [{"workers": 0, "queue": 1, "wait": 1}, {"workers": 1, "queue": -1, "wait": 1},
+                                    {"workers": 1, "queue": 1, "wait": -1},
+                                    {"workers": 1, "queue": 1, "wait": 1, "per_client": 0}])
 def test_admission_rejects_bad_settings(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         Admission(**kwargs)

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import free_port
 from workbench.linked import EndpointServer, GeoStore
-from workbench.linked.spatial_engine import TableSolutions, compile_query
 from workbench.linked.rewrite import find_spatial_filters
+from workbench.linked.spatial_engine import TableSolutions, compile_query
 from workbench.linked.synthetic import generate, to_ntriples
 
 P = ("PREFIX geo: <http://www.opengis.net/ont/geosparql#> PREFIX geof: <http://www.opengis.net/def/function/geosparql/> "

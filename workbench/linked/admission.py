@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
-__all__ = ["Admission", "QueueFull", "WaitTimeout", "AdmissionStats"]
+__all__ = ["Admission", "AdmissionStats", "QueueFull", "WaitTimeout"]
 
 
 class QueueFull(Exception):
@@ -143,7 +143,7 @@ class Admission:
         self.stats.waited += 1
         try:
             await asyncio.wait_for(asyncio.shield(waiter.future), timeout=limit)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        except (TimeoutError, asyncio.CancelledError) as exc:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release(client)  # granted just as the wait ended: hand it on
             else:

@@ -14,8 +14,15 @@ import pyoxigraph as ox
 
 from workbench.linked.results import MEDIA_TYPES, write_boolean, write_results
 
-__all__ = ["Answer", "answer_result", "choose_results", "choose_rdf", "format_candidates", "RDF_TYPES",
-           "AnswerTimeout"]
+__all__ = [
+    "RDF_TYPES",
+    "Answer",
+    "AnswerTimeout",
+    "answer_result",
+    "choose_rdf",
+    "choose_results",
+    "format_candidates",
+]
 
 RDF_TYPES = {
     "text/turtle": ox.RdfFormat.TURTLE,

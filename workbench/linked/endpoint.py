@@ -44,12 +44,11 @@ from fastapi.responses import Response
 
 from workbench.linked.admission import Admission, QueueFull
 from workbench.linked.answers import Answer, AnswerTimeout, answer_result
-from workbench.linked.answers import choose_rdf as _choose_rdf
-from workbench.linked.answers import choose_results as _choose_results
+from workbench.linked.background import BackgroundServer
 from workbench.linked.store import GeoStore, QuerySyntaxError
 from workbench.linked.vocab import GEOF
 
-__all__ = ["create_app", "EndpointServer", "serve", "DEFAULT_MAX_QUERY_BYTES", "DEFAULT_MAX_BODY_BYTES"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_QUERY_BYTES", "EndpointServer", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def _format_params(params: Any) -> list[str]:
     return [v for key in ("format", "output") for v in params.getlist(key) if v]
 
 
-def _in_daemon_thread(func: Any, *args: Any) -> "asyncio.Future[Any]":
+def _in_daemon_thread(func: Any, *args: Any) -> asyncio.Future[Any]:
     """Run ``func(*args)`` in a new daemon thread; an asyncio future of its result.
 
     Daemon threads, unlike a thread pool's, never hold up the process at exit when a
@@ -103,19 +102,25 @@ def _in_daemon_thread(func: Any, *args: Any) -> "asyncio.Future[Any]":
         else:
             future.set_result(result)
 
+    def hand_over(result: Any, error: BaseException | None) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the server stopped while this (timed-out) query ran on: nobody waits
+            log.debug("a query finished after its server stopped")
+
     def run() -> None:
         try:
             result = func(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+        except BaseException as exc:  # handed to the awaiting request
             log.debug("worker thread failed", exc_info=True)
             # drop the frames here: they hold pyoxigraph results, which must die in this thread
             link: BaseException | None = exc
             while link is not None:
                 link.__traceback__ = None
                 link = link.__cause__ or link.__context__
-            loop.call_soon_threadsafe(settle, None, exc)
+            hand_over(None, exc)
         else:
-            loop.call_soon_threadsafe(settle, result, None)
+            hand_over(result, None)
 
     threading.Thread(target=run, daemon=True, name="sparql-query").start()
     return future
@@ -260,13 +265,13 @@ def create_app(
         grace = 2.0 if pool is not None else 0.0  # a worker process answers or is killed at the deadline itself
         try:
             answer = await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, deadline - time.monotonic()) + grace)
-        except (asyncio.TimeoutError, QueryTimeout, AnswerTimeout):
+        except (TimeoutError, QueryTimeout, AnswerTimeout):
             return server_error(503, f"query timed out: it ran past the endpoint's limit of {timeout:g} s")
         except QuerySyntaxError as exc:
             return _text(400, f"malformed query: {exc}")
         except WorkerFailed as exc:
             return server_error(500, f"query evaluation failed: {exc}")
-        except Exception as exc:  # noqa: BLE001 - an evaluation error is the client's answer
+        except Exception as exc:  # an evaluation error is the client's answer
             log.debug("query failed", exc_info=True)
             return server_error(500, f"query evaluation failed: {type(exc).__name__}: {exc}")
         return _response(answer)
@@ -288,7 +293,7 @@ def create_app(
             await _in_daemon_thread(store.update, update)
         except QuerySyntaxError as exc:
             return _text(400, f"malformed update: {exc}")
-        except Exception as exc:  # noqa: BLE001 - reported once, the server keeps serving
+        except Exception as exc:  # reported once, the server keeps serving
             log.debug("update failed", exc_info=True)
             return server_error(500, f"update failed: {type(exc).__name__}: {exc}")
         return Response(status_code=204)
@@ -375,7 +380,7 @@ def create_app(
     return BodyLimitMiddleware(app, max_body_bytes, error_body=lambda message: (message + "\n").encode())
 
 
-class EndpointServer:
+class EndpointServer(BackgroundServer):
     """Run the endpoint in a background thread (notebooks, tests); a context manager.
 
     >>> with EndpointServer(store, port=8890) as server:
@@ -383,33 +388,12 @@ class EndpointServer:
     """
 
     def __init__(self, store: GeoStore, *, host: str = "127.0.0.1", port: int = 8890, **options: Any) -> None:
-        self.app = create_app(store, **options)
-        config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True, name="sparql-endpoint")
-        self.url = f"http://{host}:{port}/sparql"
-
-    def start(self, wait: float = 15.0) -> "EndpointServer":
-        """Start serving; returns when the server accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + wait
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"the SPARQL endpoint did not start on {self.url}")
-            time.sleep(0.05)
-        return self
+        super().__init__(create_app(store, **options), host=host, port=port, what="SPARQL endpoint")
 
     def stop(self) -> None:
         """Stop serving, wait for the thread and stop the query worker processes."""
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        super().stop()
         self.app.app.state.close()
-
-    def __enter__(self) -> "EndpointServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def serve(store: GeoStore, *, host: str = "127.0.0.1", port: int = 8890, **options: Any) -> None:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 import pyoxigraph as ox
 
 from workbench.linked import geosparql
 from workbench.linked.spatial_index import INDEX_GRAPH
 
-__all__ = ["QueryPlan", "PlanCache", "run_plan", "data_graphs"]
+__all__ = ["PlanCache", "QueryPlan", "data_graphs", "run_plan"]
 
 log = logging.getLogger(__name__)
 

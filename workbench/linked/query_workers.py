@@ -25,13 +25,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from workbench.errors import StorageError
 from workbench.linked.answers import Answer, AnswerTimeout, answer_result
 from workbench.linked.query_plan import QueryPlan
 
-__all__ = ["QueryWorkers", "QueryTimeout", "WorkerFailed"]
+__all__ = ["QueryTimeout", "QueryWorkers", "WorkerFailed"]
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ class QueryWorkers:
         self._closed = False
         self.killed = 0
 
-    def start(self) -> "QueryWorkers":
+    def start(self) -> QueryWorkers:
         """Start the workers and wait until each has opened the store."""
         workers = [self._spawn() for _ in range(self.size)]
         for worker in workers:
@@ -180,7 +179,7 @@ class QueryWorkers:
             try:
                 worker = self._spawn()
                 worker.wait_ready(self.start_timeout)
-            except Exception:  # noqa: BLE001 - logged; the pool runs one short until the next replacement
+            except Exception:  # logged; the pool runs one short until the next replacement
                 if not self._closed:  # (closing kills a starting worker too)
                     log.exception("could not start a replacement query worker")
                 return
@@ -236,10 +235,10 @@ class QueryWorkers:
         for worker in workers:
             worker.kill()
 
-    def __enter__(self) -> "QueryWorkers":
+    def __enter__(self) -> QueryWorkers:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

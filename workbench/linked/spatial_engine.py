@@ -27,8 +27,9 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyoxigraph as ox
@@ -36,7 +37,7 @@ import pyoxigraph as ox
 from workbench.linked.rewrite import SpatialFilter
 from workbench.linked.spatial_index import SpatialIndex
 
-__all__ = ["TripleTable", "EngineQuery", "TableSolutions", "compile_query", "run_engine_query", "with_selection"]
+__all__ = ["EngineQuery", "TableSolutions", "TripleTable", "compile_query", "run_engine_query", "with_selection"]
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from workbench.errors import WorkbenchError
-from workbench.linked.endpoint import _choose_results, _format_params, _in_daemon_thread, _text
+from workbench.linked.answers import choose_results as _choose_results
+from workbench.linked.background import BackgroundServer
+from workbench.linked.endpoint import _format_params, _in_daemon_thread, _text
 from workbench.linked.federation.errors import MemberError, UnsupportedQueryError
 from workbench.linked.federation.federation import Federation, SelectResult
 from workbench.linked.results import MEDIA_TYPES, write_boolean, write_results
@@ -205,7 +207,7 @@ def create_federation_app(
     return BodyLimitMiddleware(app, max_body_bytes, error_body=lambda message: (message + "\n").encode())
 
 
-class FederationServer:
+class FederationServer(BackgroundServer):
     """Run the federated endpoint in a background thread (tests, notebooks); a context manager.
 
     >>> with FederationServer(Federation(members), port=8895) as server:
@@ -214,32 +216,8 @@ class FederationServer:
 
     def __init__(self, federation: Federation, *, host: str = "127.0.0.1", port: int = 8895, **options: Any) -> None:
         self.federation = federation
-        self.app = create_federation_app(federation, **options)
-        config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True, name="sparql-federation")
-        self.url = f"http://{host}:{port}/sparql"
-
-    def start(self, wait: float = 15.0) -> FederationServer:
-        """Start serving; returns when the server accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + wait
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"the federated SPARQL endpoint did not start on {self.url}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread."""
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> FederationServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(create_federation_app(federation, **options), host=host, port=port,
+                         what="federated SPARQL endpoint")
 
 
 def serve_federation(federation: Federation, *, host: str = "127.0.0.1", port: int = 8895, **options: Any) -> None:
