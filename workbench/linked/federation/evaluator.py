@@ -161,9 +161,13 @@ def _and(items: list[Any]) -> Any:
     return Expr("ConditionalAndExpression", ConditionalAndExpression, expr=items[0], other=items[1:])
 
 
+class _LeftToRdflib(NotImplementedError):
+    """rdflib's ``CUSTOM_EVALS`` protocol: this part is not the federator's; rdflib's own evaluator takes it."""
+
+
 def _custom_eval(ctx: QueryContext, part: CompValue) -> Any:
     if _ACTIVE.get() is None:
-        raise NotImplementedError
+        raise _LeftToRdflib
     name = part.name
     if name == "BGP":
         return _bgp(ctx, part, [])
@@ -173,7 +177,7 @@ def _custom_eval(ctx: QueryContext, part: CompValue) -> Any:
         pushed = _push_filter(part)
         if pushed is not None:
             return evalPart(ctx, pushed)
-        raise NotImplementedError
+        raise _LeftToRdflib
     if name == "Join":
         left = list(evalPart(ctx, part.p1))
         right = list(evalPart(ctx, part.p2)) if left else []
@@ -185,7 +189,7 @@ def _custom_eval(ctx: QueryContext, part: CompValue) -> Any:
                                     "graph (the union of their graphs)")
     if name == "ServiceGraphPattern":
         raise UnsupportedQueryError("SERVICE inside a federated query is not supported: name the endpoint as a member")
-    raise NotImplementedError
+    raise _LeftToRdflib
 
 
 def _left_join(ctx: QueryContext, part: CompValue) -> Iterator[FrozenBindings]:
