@@ -217,6 +217,7 @@ class GeoStore:
         self._plans = PlanCache()
         self._table: Any = None  # the spatial engine's triple table, built at its first query per generation
         self._engine_lock = threading.Lock()
+        self._last_selection: tuple[Any, np.ndarray] | None = None
         self.generation = 0
         """Counts the writes: a query plan (index answers included) holds for one generation."""
         self._restore_index()
@@ -479,8 +480,7 @@ class GeoStore:
         if spatial.constant is not None:
             variable = spatial.left or spatial.right
             assert variable is not None
-            constant = parse_literal(*spatial.constant).geom
-            ids = self.index.select(spatial.relation, constant, constant_first=spatial.constant_position == 0)
+            ids = self._selection(spatial)
             values = " ".join(f"wbx:{i}" for i in ids)
             # a sub-select: pyoxigraph then hash-joins it with the group (instead of a nested loop)
             return (f"{{ SELECT {variable} WHERE {{ VALUES ?_wb{n}a {{ {values} }} "
@@ -576,8 +576,7 @@ class GeoStore:
         spatial = filters[0]
         matches = None
         if spatial.constant is not None:
-            constant = parse_literal(*spatial.constant).geom
-            matches = self.index.select(spatial.relation, constant, constant_first=spatial.constant_position == 0)
+            matches = self._selection(spatial)
             if len(matches) < self.ENGINE_MIN_ROWS:
                 return None
         from workbench.linked.spatial_engine import compile_query, with_selection
@@ -588,6 +587,19 @@ class GeoStore:
             log.debug("index path for this query: %s", exc)
             return None
         return with_selection(engine, matches) if matches is not None else engine
+
+    def _selection(self, spatial: SpatialFilter) -> np.ndarray:
+        """Index ids matching a selection's constant; the last answer is kept for the generation (the engine's
+        size test and the index path of the same query ask for it in turn)."""
+        assert spatial.constant is not None
+        key = (spatial.relation, spatial.constant, spatial.constant_position, self.generation)
+        memo = self._last_selection
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        constant = parse_literal(*spatial.constant).geom
+        ids = self.index.select(spatial.relation, constant, constant_first=spatial.constant_position == 0)
+        self._last_selection = (key, ids)
+        return ids
 
     def _triple_table(self) -> Any:
         from workbench.linked.spatial_engine import TripleTable
