@@ -31,9 +31,10 @@ import asyncio
 import collections
 import hmac
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -85,12 +86,8 @@ def _format_params(params: Any) -> list[str]:
     return [v for key in ("format", "output") for v in params.getlist(key) if v]
 
 
-def _in_daemon_thread(func: Any, *args: Any) -> asyncio.Future[Any]:
-    """Run ``func(*args)`` in a new daemon thread; an asyncio future of its result.
-
-    Daemon threads, unlike a thread pool's, never hold up the process at exit when a
-    timed-out query is still running.
-    """
+def _job(func: Any, args: tuple[Any, ...]) -> tuple[asyncio.Future[Any], Callable[[], None]]:
+    """An asyncio future of ``func(*args)`` and the call that settles it from another thread."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -122,8 +119,43 @@ def _in_daemon_thread(func: Any, *args: Any) -> asyncio.Future[Any]:
         else:
             hand_over(result, None)
 
+    return future, run
+
+
+def _in_daemon_thread(func: Any, *args: Any) -> asyncio.Future[Any]:
+    """Run ``func(*args)`` in a new daemon thread; an asyncio future of its result.
+
+    Daemon threads, unlike a thread pool's, never hold up the process at exit when a
+    timed-out query is still running.
+    """
+    future, run = _job(func, args)
     threading.Thread(target=run, daemon=True, name="sparql-query").start()
     return future
+
+
+class _DaemonThreads:
+    """``size`` daemon threads taking calls from a queue: no thread start per query, never holding up exit."""
+
+    def __init__(self, size: int) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, daemon=True, name="sparql-query") for _ in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            call()
+
+    def submit(self, func: Any, *args: Any) -> asyncio.Future[Any]:
+        """Run ``func(*args)`` in one of the threads; an asyncio future of its result."""
+        future, run = _job(func, args)
+        self._calls.put(run)
+        return future
+
+    def close(self) -> None:
+        """Let the threads end once the calls before this one are done."""
+        for _ in self._threads:
+            self._calls.put(None)
 
 
 def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -217,7 +249,7 @@ def create_app(
         store.flush()  # the workers' read-only views start from what is on disk
         pool = QueryWorkers(store.path, size=workers, geosparql_functions=store.geosparql).start()
 
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sparql-wait") if pool else None
+    threads = _DaemonThreads(workers)  # admission holds a slot until its call ends: never more calls than threads
     app = FastAPI(title="ExtremeEarth Workbench SPARQL endpoint")
     admission = Admission(workers=workers, queue=queue, wait=timeout if queue_wait is None else queue_wait,
                           per_client=per_client)
@@ -257,10 +289,7 @@ def create_app(
             await admission.acquire(client, wait=min(admission.wait, timeout))
         except QueueFull as exc:
             return server_error(503, f"{exc}; retry later", {"Retry-After": str(exc.retry_after)})
-        if executor is not None:  # worker processes: the waiting thread always ends by the deadline
-            future = asyncio.get_running_loop().run_in_executor(executor, evaluate, query, accept, fmt, deadline)
-        else:  # threads may outlive their request (pyoxigraph cannot be stopped): daemon threads
-            future = _in_daemon_thread(evaluate, query, accept, fmt, deadline)
+        future = threads.submit(evaluate, query, accept, fmt, deadline)
         future.add_done_callback(lambda _: admission.release(client))  # the slot is free when the work is
         grace = 2.0 if pool is not None else 0.0  # a worker process answers or is killed at the deadline itself
         try:
@@ -371,8 +400,7 @@ def create_app(
     def close() -> None:
         if pool is not None:
             pool.close()
-        if executor is not None:
-            executor.shutdown(wait=False)
+        threads.close()
 
     app.state.store = store
     app.state.admission = admission
