@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import pyoxigraph as ox
 import shapely
 
+from _timing import best_of  # benchmarks/ is on sys.path when a benchmark runs as a script
 from workbench.linked.geometry import parse_literal
 from workbench.linked.store import GeoStore
 from workbench.linked.synthetic import generate, to_ntriples
@@ -114,12 +114,7 @@ def check(store: GeoStore) -> tuple[int, int, int, list[str]]:
 
 def timed(fn, repeat: int = 3):  # type: ignore[no-untyped-def]
     """Best of ``repeat`` runs (the machine is shared and noisy)."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+    return best_of(fn, repeat=repeat)
 
 
 def scans(store: GeoStore) -> tuple[float, float]:

@@ -17,8 +17,9 @@ import time
 import numpy as np
 import shapely
 
+from _timing import best_of  # benchmarks/ is on sys.path when a benchmark runs as a script
 from workbench.linked.store import GeoStore
-from workbench.linked.synthetic import generate, hexagons, to_ntriples
+from workbench.linked.synthetic import generate, to_ntriples
 
 P = ("PREFIX geo: <http://www.opengis.net/ont/geosparql#> PREFIX geof: <http://www.opengis.net/def/function/geosparql/> "
      "PREFIX syn: <http://extremeearth.eu/synthetic/> ")
@@ -26,12 +27,7 @@ P = ("PREFIX geo: <http://www.opengis.net/ont/geosparql#> PREFIX geof: <http://w
 
 def timed(fn, repeat: int = 3):  # type: ignore[no-untyped-def]
     """Best of ``repeat`` runs (the same for both sides: the machine is shared and noisy)."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+    return best_of(fn, repeat=repeat)
 
 
 def fresh(query: str) -> str:

@@ -40,3 +40,22 @@ def assert_showcases_shown(notebook: str | Path | dict[str, Any]) -> None:
         for text in texts:
             assert not _EMPTY_ANSWER.search(text), f"{where} answers nothing: {text[:200]!r}"
     assert tagged, "the notebook tags no headline or showcase cell"
+
+
+def demo_stage_pipeline(stage_name: str, directory: Path, **parameters: Any) -> Path:
+    """A one-stage pipeline file in ``directory``: the demo's ``stage_name`` with ``parameters`` overridden.
+
+    The stage keeps the demo chain's settings, runs on the ``python3`` kernel and writes its data
+    under ``directory / "data"``.
+    """
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    demo = yaml.safe_load((root / "notebooks" / "pipelines" / "demo.yaml").read_text())
+    stage = next(s for s in demo["stages"] if s["name"] == stage_name)
+    stage = dict(stage, notebook=str(root / stage["notebook"]), parameters={**stage["parameters"], **parameters})
+    directory.mkdir(parents=True, exist_ok=True)
+    pipeline = directory / f"{stage_name}.yaml"
+    pipeline.write_text(yaml.safe_dump({**demo, "name": stage_name, "stages": [stage], "kernel": "python3",
+                                        "parameters": {**demo["parameters"], "data_dir": str(directory / "data")}}))
+    return pipeline

@@ -10,21 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.notebook_checks import assert_showcases_shown
+from tests.notebook_checks import assert_showcases_shown, demo_stage_pipeline
 from workbench.pipeline import run_pipeline, stage_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _stage_pipeline(directory: Path, **parameters: Any) -> Path:
-    demo = yaml.safe_load((ROOT / "notebooks" / "pipelines" / "demo.yaml").read_text())
-    stage = next(s for s in demo["stages"] if s["name"] == "interlinking")
-    stage = dict(stage, notebook=str(ROOT / stage["notebook"]), parameters={**stage["parameters"], **parameters})
-    directory.mkdir(parents=True, exist_ok=True)
-    pipeline = directory / "interlinking.yaml"
-    pipeline.write_text(yaml.safe_dump({**demo, "name": "interlinking", "stages": [stage], "kernel": "python3",
-                                        "parameters": {**demo["parameters"], "data_dir": str(directory / "data")}}))
-    return pipeline
+    return demo_stage_pipeline("interlinking", directory, **parameters)
 
 
 @pytest.fixture(scope="module")

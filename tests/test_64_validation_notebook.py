@@ -11,7 +11,7 @@ import pytest
 import shapely
 import yaml
 
-from tests.notebook_checks import assert_showcases_shown
+from tests.notebook_checks import assert_showcases_shown, demo_stage_pipeline
 from tests.test_64_validation_federated import _crop_map
 from workbench.pipeline import run_pipeline
 from workbench.validation import ValidationReport
@@ -20,14 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _stage_pipeline(directory: Path, **parameters: Any) -> Path:
-    demo = yaml.safe_load((ROOT / "notebooks" / "pipelines" / "demo.yaml").read_text())
-    stage = next(s for s in demo["stages"] if s["name"] == "validation")
-    stage = dict(stage, notebook=str(ROOT / stage["notebook"]), parameters={**stage["parameters"], **parameters})
-    directory.mkdir(parents=True, exist_ok=True)
-    pipeline = directory / "validation.yaml"
-    pipeline.write_text(yaml.safe_dump({**demo, "name": "validation", "stages": [stage], "kernel": "python3",
-                                        "parameters": {**demo["parameters"], "data_dir": str(directory / "data")}}))
-    return pipeline
+    return demo_stage_pipeline("validation", directory, **parameters)
 
 
 @pytest.fixture(scope="module")
