@@ -22,10 +22,39 @@ from workbench._args import checked_keywords
 from workbench.errors import DataError
 from workbench.training.metrics import ClassificationReport, classification_report
 
-__all__ = ["class_weights", "TrainingResult", "compile_classifier", "two_phase_fit", "predict_labels", "evaluate"]
+__all__ = ["seed_everything", "class_weights", "TrainingResult", "compile_classifier", "two_phase_fit", "predict_labels", "evaluate"]
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> None:
+    """Seed Python's ``random``, NumPy, TensorFlow and Keras from one ``seed``.
+
+    Call it before any layer is built: initial weights come from the generators in force at build time,
+    so the same seed then gives the same weights in any process.
+
+    Parameters
+    ----------
+    seed
+        A non-negative integer.
+    deterministic
+        Also turn on TensorFlow's op determinism (``tf.config.experimental.enable_op_determinism``), so
+        that training replays bit for bit on the same machine (slower on GPUs; some ops then raise).
+    """
+    import random
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+    import keras
+
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    keras.utils.set_random_seed(int(seed))  # Python, NumPy and the backend (TensorFlow) generators
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def class_weights(y: np.ndarray, n_classes: int, *, max_weight: float | None = 50.0) -> dict[int, float]:
