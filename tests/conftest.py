@@ -86,3 +86,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def dask_cli_cluster() -> Iterator[str]:
+    """A real cluster from the CLI (``dask scheduler`` + two ``dask worker --nthreads 1``) on 127.0.0.1.
+
+    Yields the scheduler address. Workers run in their own working and temporary directories
+    (:mod:`tests.servers.dask_cli`), one thread per library each.
+    """
+    from tests.servers.dask_cli import cli_cluster
+
+    with cli_cluster(2, nthreads=1) as cluster:
+        yield cluster.address
