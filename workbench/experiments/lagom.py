@@ -339,11 +339,17 @@ def _execute(
         return
     from distributed import as_completed
 
+    from workbench.cluster import GPU_RESOURCE, task_resources, worker_resources
+
+    # on GPU workers every trial holds one GPU while it runs (and frees it when it ends)
+    resources = task_resources(client)
     slots = _workers(client)
+    if resources:
+        slots = max(1, int(sum(r.get(GPU_RESOURCE, 0) for r in worker_resources(client).values())))
     scattered = (
         client.scatter(train_fn, broadcast=True, hash=False) if not inspect.isfunction(train_fn) else train_fn
     )
-    pending = as_completed()
+    pending = as_completed(loop=client.loop)  # the given client, also when it is not the default one
     for spec in specs:
         pending.add(
             client.submit(
@@ -352,6 +358,7 @@ def _execute(
                 spec,
                 pure=False,
                 key=f"trial-{spec.get('study', 'abl')}-{spec['index']}-{uuid.uuid4().hex[:6]}",
+                resources=resources,
             )
         )
         if pending.count() >= slots:
@@ -384,6 +391,7 @@ def _execute(
                     nxt,
                     pure=False,
                     key=f"trial-{nxt.get('study', 'abl')}-{nxt['index']}-{uuid.uuid4().hex[:6]}",
+                    resources=resources,
                 )
             )
 

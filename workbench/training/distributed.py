@@ -242,8 +242,20 @@ def _check(name: str, value: Any, *, low: int) -> int:
     return int(value)
 
 
+def _settle(futures: list[Any], seconds: float, *, any_done: bool = False) -> None:
+    """Wait up to ``seconds`` for every future to leave ``pending`` (for one more to, with ``any_done``)."""
+    deadline = time.monotonic() + seconds
+    pending = sum(f.status == "pending" for f in futures)
+    while time.monotonic() < deadline:
+        now = sum(f.status == "pending" for f in futures)
+        if now == 0 or (any_done and now < pending):
+            return
+        time.sleep(0.1)
+
+
 def _root_cause(failures: list[tuple[int, BaseException]]) -> tuple[int, BaseException]:
-    own = [(r, e) for r, e in failures if not any(s in str(e).lower() for s in _PEER_SIGNS)]
+    own = [(r, e) for r, e in failures
+           if not any(s in str(e).split("; last output:")[0].lower() for s in _PEER_SIGNS)]
     return (own or failures)[0]
 
 
@@ -336,7 +348,7 @@ def fit_distributed(
         Fewer Dask workers than ``n_workers``.
     """
     import cloudpickle
-    from distributed import Event, wait
+    from distributed import Event
 
     from workbench import storage
     from workbench.training import _distributed_task as task
@@ -412,10 +424,7 @@ def fit_distributed(
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
-            try:
-                wait([f for f in futures if f.status == "pending"], timeout=1.0, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                pass
+            _settle(futures, 1.0, any_done=True)
             if any(f.status in ("error", "cancelled") for f in futures) or all(f.status == "finished" for f in futures):
                 break
             alive = set(dask.scheduler_info(n_workers=-1).get("workers", {}))
@@ -431,10 +440,7 @@ def fit_distributed(
             results = dask.gather(futures)
         else:
             abort.set()
-            try:
-                wait(futures, timeout=30)
-            except TimeoutError:
-                pass
+            _settle(futures, 30.0)
             failures = [(r, f.exception()) for r, f in enumerate(futures) if f.status == "error"]
             if failure is None:
                 if not failures:
