@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 LEAFLET := .cache/web/node_modules/leaflet/dist/leaflet.js
 
-.PHONY: help install demo test bench lab app chromium web-assets clean-runs lock
+.PHONY: help install demo test bench lab app chromium web-assets clean-runs lock gpu-check
 
 help:
 	@echo "make demo   - create .venv, install the workbench and its kernel, run the demo pipeline"
@@ -20,6 +20,7 @@ help:
 	@echo "make lab    - start JupyterLab with the workbench kernel"
 	@echo "make app    - the processor map panel as a page (Voila) on http://127.0.0.1:$(APP_PORT)"
 	@echo "make lock   - rewrite env/constraints.txt from the current .venv"
+	@echo "make gpu-check - VGG-16 at full width and distributed training on this machine's GPUs (none: says so)"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,10 @@ test: install chromium web-assets
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# GPUs: install the CUDA build first (env/gpu.txt); without a GPU the check says so and passes.
+gpu-check:
+	VENV_PYTHON=$(PY) scripts/gpu_check.sh
 
 lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -266,3 +266,18 @@ def test_gpu_resource_holds_one_trial_at_a_time(client: Any, crop_dataset: Any, 
         assert table["start"].iloc[1] >= table["end"].iloc[0] - 0.05  # the second waited for the GPU
         with pytest.raises(ClusterError, match="1 workers with a GPU resource"):
             fit_distributed(CropBuilder("lstm"), crop_dataset, client=gpu, n_workers=2, project=project)
+
+
+def test_gpu_check_says_so_without_a_gpu() -> None:
+    import subprocess
+    import sys
+
+    from workbench.cluster import detect_gpus
+
+    if detect_gpus():
+        pytest.skip("this machine has a GPU: scripts/gpu_check.sh measures it instead")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh")], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "VENV_PYTHON": sys.executable})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "no GPU on this machine" in out.stdout

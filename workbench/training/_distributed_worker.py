@@ -53,11 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _watch_parent(args.parent_pid or os.getppid())
     try:
-        import cloudpickle
+        from distributed.protocol import pickle as dask_pickle
 
         from workbench.training._distributed_loop import train
 
-        spec = cloudpickle.loads(sys.stdin.buffer.read())
+        spec = dask_pickle.loads(sys.stdin.buffer.read())
         result = train(spec, rank=args.rank, n_workers=args.n_workers, emit=lambda r: _say(PROGRESS, r))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the Dask task, then to the caller
         _say(ERROR, {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()[-6000:]})

@@ -347,8 +347,8 @@ def fit_distributed(
     ClusterError
         Fewer Dask workers than ``n_workers``.
     """
-    import cloudpickle
     from distributed import Event
+    from distributed.protocol import pickle as dask_pickle
 
     from workbench import storage
     from workbench.training import _distributed_task as task
@@ -400,8 +400,8 @@ def fit_distributed(
         storage_options=settings.storage_options() if storage.is_remote(str(model_url)) else None,
     )
     try:
-        payload = cloudpickle.dumps(spec)
-    except Exception as exc:  # noqa: BLE001 - cloudpickle raises many types
+        payload = dask_pickle.dumps(spec)  # cloudpickle where plain pickle cannot (functions of __main__...)
+    except Exception as exc:  # noqa: BLE001 - pickling raises many types
         raise DataError(f"build_fn cannot be pickled to send it to the workers: {type(exc).__name__}: {exc}") from exc
 
     dask = _client(client)
