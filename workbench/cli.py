@@ -32,8 +32,12 @@ _COMMAND_MODULES: tuple[str, ...] = (
 def _cmd_run(args: argparse.Namespace) -> int:
     from workbench.pipeline import run_pipeline, stage_summary
 
-    if not args.pipeline and not args.resume:
-        raise WorkbenchError("give a pipeline file (workbench run PIPELINE.yaml) or --resume RUN_ID")
+    if args.resume and args.replay:
+        raise WorkbenchError("give either --resume RUN_ID or --replay RUN_ID, not both")
+    if args.replay and args.pipeline:
+        raise WorkbenchError(f"--replay {args.replay} runs the pipeline file of that run; leave out {args.pipeline!r}")
+    if not args.pipeline and not args.resume and not args.replay:
+        raise WorkbenchError("give a pipeline file (workbench run PIPELINE.yaml), --resume RUN_ID or --replay RUN_ID")
     params = {}
     for item in args.param or []:
         key, sep, value = item.partition("=")
@@ -42,7 +46,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         params[key] = yaml.safe_load(value)
     record = run_pipeline(
         args.pipeline, runs_dir=args.runs_dir, parameters=params, kernel=args.kernel,
-        resume=args.resume, progress=not args.quiet,
+        resume=args.resume, replay=args.replay, deterministic=True if args.deterministic else None,
+        progress=not args.quiet,
     )
     for row in stage_summary(record):
         secs = f"{row['seconds']:.1f}s" if row["seconds"] is not None else ""
@@ -61,10 +66,72 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"report: {run_dir / 'report.html'}", file=sys.stderr)
         print(f"resume with: workbench run --resume {record['run_id']}", file=sys.stderr)
         return 1
-    print(f"\nrun {record['run_id']} ok")
+    replayed = (record.get("replay") or {}).get("of")
+    print(f"\nrun {record['run_id']} ok" + (f" (a replay of {replayed})" if replayed else ""))
+    if replayed:
+        print(f"compare with: workbench runs diff {replayed} {record['run_id']}")
     print(f"run record: {run_dir / 'run.json'}")
     print(f"report: {run_dir / 'report.html'}")
     return 0
+
+
+def _cmd_runs_list(args: argparse.Namespace) -> int:
+    from workbench.runs import dumps, format_rows, list_runs, runs_root
+
+    rows = list_runs(runs_dir=args.runs_dir)
+    if args.json:
+        print(dumps(rows))
+    elif not rows:
+        print(f"no run yet in {runs_root(args.runs_dir)}")
+    else:
+        print(format_rows(rows, ["run_id", "pipeline", "status", "stages", "started", "ended", "replay_of"]))
+        for row in rows:
+            if row["error"]:
+                print(f"{row['run_id']}: {row['error']}", file=sys.stderr)
+    return 0
+
+
+def _cmd_runs_show(args: argparse.Namespace) -> int:
+    from workbench.pipeline import stage_summary
+    from workbench.runs import dumps, find_run, load_record
+
+    run_dir = find_run(args.run_id, runs_dir=args.runs_dir)
+    record = load_record(run_dir)
+    if args.json:
+        print(dumps(record))
+        return 0
+    print(f"run {record['run_id']}: pipeline {record.get('pipeline')} ({record['pipeline_file']}), "
+          f"status {record.get('status')}")
+    print(f"  started {record.get('started')}, ended {record.get('ended')}, kernel {record.get('kernel')}, "
+          f"deterministic {bool(record.get('deterministic'))}")
+    if record.get("replay"):
+        print(f"  replay of {record['replay'].get('of')}")
+    if record.get("overrides"):
+        print(f"  overrides {json.dumps(record['overrides'])}")
+    for row in stage_summary(record):
+        secs = f"{row['seconds']:.1f}s" if row["seconds"] is not None else ""
+        print(f"  {row['stage']:<20} {row['status']:<8} {secs:>8}  {row['error']}")
+    for stage in record["stages"]:
+        for name, entry in (stage.get("outputs") or {}).items():
+            print(f"    {stage['name']}.{name}: {entry.get('path')}  sha256 {entry.get('sha256') or '-'}")
+    print(f"report: {run_dir / 'report.html'}")
+    return 0
+
+
+def _cmd_runs_diff(args: argparse.Namespace) -> int:
+    from workbench.runs import diff_runs, dumps, format_rows
+
+    rows = diff_runs(args.a, args.b, runs_dir=args.runs_dir)
+    if args.json:
+        print(dumps(rows))
+    elif not rows:
+        print(f"neither run {args.a} nor run {args.b} recorded an output")
+    else:
+        shown = [{**r, "output": f"{r['stage']}.{r['output']}", "a": (r["a"] or "-")[:16], "b": (r["b"] or "-")[:16],
+                  "same": "same" if r["same"] else "DIFFERENT"} for r in rows]
+        print(format_rows(shown, ["output", "a", "b", "same"]))
+        print(f"{sum(r['same'] for r in rows)} of {len(rows)} output(s) identical")
+    return 0 if rows and all(r["same"] for r in rows) else 1
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -115,11 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a papermill pipeline of notebooks, or resume a failed run")
     run.add_argument("pipeline", nargs="?", help="pipeline YAML (e.g. notebooks/pipelines/demo.yaml)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue a failed run from its failed stage")
+    run.add_argument("--replay", metavar="RUN_ID",
+                     help="re-execute a run from its run.json (same pipeline file, parameters, kernel) into a new run")
+    run.add_argument("--deterministic", action="store_true",
+                     help="TensorFlow op determinism and a fixed hash seed in the notebook kernels (replays match)")
     run.add_argument("--runs-dir", help="where run folders go (default <project>/runs)")
     run.add_argument("--kernel", help="Jupyter kernel (default: the pipeline's, 'workbench')")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a shared parameter")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
+
+    runs = sub.add_parser("runs", help="the records of pipeline runs: list, show, diff")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    runs_list = runs_sub.add_parser("list", help="every run: id, pipeline, status, stages ok, replay of")
+    runs_show = runs_sub.add_parser("show", help="one run's record: parameters, stages, outputs and checksums")
+    runs_show.add_argument("run_id", metavar="RUN_ID")
+    runs_diff = runs_sub.add_parser("diff", help="each output's checksum in two runs (exit 1 if any differs)")
+    runs_diff.add_argument("a", metavar="RUN_A")
+    runs_diff.add_argument("b", metavar="RUN_B")
+    for parser_, func in ((runs_list, _cmd_runs_list), (runs_show, _cmd_runs_show), (runs_diff, _cmd_runs_diff)):
+        parser_.add_argument("--runs-dir", help="where run folders are (default <project>/runs)")
+        parser_.add_argument("--json", action="store_true", help="print JSON")
+        parser_.set_defaults(func=func)
 
     search = sub.add_parser("search", help="search a catalogue (local sample catalogue, STAC API or CDSE OData)")
     search.add_argument("collection", help="collection id, e.g. sentinel-2-l2a")

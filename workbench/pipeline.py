@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -54,6 +53,8 @@ __all__ = [
     "record_usage",
     "read_run",
     "validate_pipeline",
+    "checksum",
+    "DETERMINISM_ENV",
     "RUN_DIR_ENV",
     "STAGE_ENV",
 ]
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 
 RUN_DIR_ENV = "WORKBENCH_RUN_DIR"
 STAGE_ENV = "WORKBENCH_STAGE"
+#: Environment of the notebook kernels of a deterministic run: TensorFlow op determinism (read by TensorFlow's
+#: C++ core at start, as ``tf.config.experimental.enable_op_determinism`` sets it) and a fixed ``hash()`` seed.
+DETERMINISM_ENV = {"TF_DETERMINISTIC_OPS": "1", "PYTHONHASHSEED": "0"}
 _REFERENCE = re.compile(r"^\{([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\}$")
 _STAGE_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
 _VERSIONED_PACKAGES = (
@@ -189,24 +193,15 @@ def record_outputs(**paths: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def checksum(path: str | os.PathLike[str]) -> str | None:
-    """SHA-256 of a file, or of a directory's files (relative names and contents), or None if absent/remote."""
-    if "://" in str(path):
-        return None
-    p = Path(path)
-    digest = hashlib.sha256()
-    if p.is_file():
-        files = [p]
-    elif p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file())
-    else:
-        return None
-    for f in files:
-        if p.is_dir():
-            digest.update(str(f.relative_to(p)).encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 over the content of a file or folder, without the stamps writers add; None if absent or remote.
+
+    Archive member times, Keras' ``date_saved``, the feature store's random commit ids and dates, Delta-log
+    commit times and durations are left out (:func:`workbench._checksum.content_checksum`), so that two
+    deterministic runs of a stage give the same checksum.
+    """
+    from workbench._checksum import content_checksum
+
+    return content_checksum(path)
 
 
 def _package_versions() -> dict[str, str]:
@@ -478,9 +473,11 @@ def run_pipeline(
     parameters: Mapping[str, Any] | None = None,
     kernel: str | None = None,
     resume: str | None = None,
+    replay: str | None = None,
+    deterministic: bool | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run a pipeline (or resume a failed run) and return its run record.
+    """Run a pipeline (or resume a failed run, or replay a run) and return its run record.
 
     The whole pipeline is validated first (:func:`validate_pipeline`). The run
     directory holds a lock with the runner's pid while it runs; a run ends as
@@ -504,6 +501,15 @@ def run_pipeline(
         Jupyter kernel (default the pipeline's ``kernel``, ``workbench``).
     resume
         Id of a failed or interrupted run to continue from its failed stage.
+    replay
+        Id of a run to re-execute from its ``run.json`` into a new run: the same pipeline file, overrides
+        (``parameters`` are added on top), kernel, project directory and determinism. Package versions, the
+        pipeline file and the workbench commit are compared with the run's, each difference with a
+        :class:`workbench.runs.ReplayWarning`; the new record names the run in ``replay``.
+    deterministic
+        Run the notebook kernels with TensorFlow op determinism and a fixed hash seed
+        (:data:`DETERMINISM_ENV`), so that seeded stages replay to the same outputs on the same machine.
+        Default: off, or the replayed run's setting.
     progress
         Show progress bars (stages, and cells within a stage).
 
@@ -516,6 +522,22 @@ def run_pipeline(
     from workbench.config import load_settings
 
     settings = load_settings()
+    if resume and replay:
+        raise PipelineError("give either resume=RUN_ID or replay=RUN_ID, not both")
+    plan: dict[str, Any] | None = None
+    if replay:
+        from workbench.runs import find_run, load_record, replay_plan
+
+        runs_root = Path(runs_dir) if runs_dir else Path(project_dir or settings.project_dir).resolve() / "runs"
+        source_dir = find_run(replay, runs_dir=runs_root)
+        plan = replay_plan(load_record(source_dir), run_dir=source_dir)
+        if pipeline_file is not None and Path(pipeline_file).resolve() != plan["pipeline_file"].resolve():
+            raise PipelineError(f"run {replay} ran {plan['pipeline_file']}, not {pipeline_file}; leave the file out")
+        pipeline_file = plan["pipeline_file"]
+        parameters = {**plan["overrides"], **(parameters or {})}
+        kernel = kernel or plan["kernel"]
+        project_dir = project_dir or plan["project_dir"]
+        deterministic = plan["deterministic"] if deterministic is None else deterministic
     cwd = Path(project_dir or settings.project_dir).resolve()
     runs_root = Path(runs_dir) if runs_dir else cwd / "runs"
     if resume:
@@ -537,9 +559,11 @@ def run_pipeline(
         record["overrides"] = overrides
         record["parameters"] = {**pipeline.parameters, **overrides}
         record.setdefault("attempts", [])
+        deterministic = bool(record.get("deterministic", False)) if deterministic is None else deterministic
+        record["deterministic"] = deterministic
     else:
         if pipeline_file is None:
-            raise PipelineError("give a pipeline file, or resume=RUN_ID")
+            raise PipelineError("give a pipeline file, or resume=RUN_ID, or replay=RUN_ID")
         pipeline = load_pipeline(pipeline_file)
         overrides = dict(parameters or {})
         kernel = kernel or pipeline.kernel
@@ -553,6 +577,7 @@ def run_pipeline(
             "run_id": run_id,
             "pipeline": pipeline.name,
             "pipeline_file": str(pipeline.path),
+            "pipeline_sha256": checksum(pipeline.path),
             "project_dir": str(cwd),
             "overrides": overrides,
             "parameters": {**pipeline.parameters, **overrides},
@@ -564,10 +589,13 @@ def run_pipeline(
             "ended": None,
             "status": "running",
             "attempts": [],
+            "deterministic": bool(deterministic),
             "stages": [
                 {"name": s.name, "notebook": str(s.notebook), "status": "pending"} for s in pipeline.stages
             ],
         }
+        if plan is not None:
+            record["replay"] = plan["replay"]
     record["attempts"].append(_attempt_summary(record, overrides))
     record["status"] = "running"
     record["ended"] = None
@@ -576,7 +604,7 @@ def run_pipeline(
         with _signals_raise():
             _write_record(run_dir, record)
             _run_stages(pipeline, record, run_dir=run_dir, cwd=cwd, overrides=overrides, declared=declared,
-                        kernel=kernel, progress=progress)
+                        kernel=kernel, progress=progress, deterministic=bool(record.get("deterministic")))
     except (KeyboardInterrupt, _Terminated) as exc:
         _end_run(record, run_dir, "interrupted", {"ename": type(exc).__name__, "evalue": str(exc) or "interrupted"})
         raise KeyboardInterrupt(str(exc)) from None
@@ -617,6 +645,7 @@ def _run_stages(
     declared: Mapping[str, set[str]],
     kernel: str,
     progress: bool,
+    deterministic: bool = False,
 ) -> None:
     import papermill
     from tqdm.auto import tqdm
@@ -625,7 +654,9 @@ def _run_stages(
 
     attempt = len(record["attempts"])
     outputs: dict[str, dict[str, str]] = {}
-    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, STAGE_ENV)}
+    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, STAGE_ENV, *DETERMINISM_ENV)}
+    if deterministic:
+        os.environ.update(DETERMINISM_ENV)  # the kernels inherit this process's environment
     bar = tqdm(total=len(pipeline.stages), desc=f"{pipeline.name}", unit="stage", disable=not progress)
     try:
         for index, (stage, entry) in enumerate(zip(pipeline.stages, record["stages"]), start=1):

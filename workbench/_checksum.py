@@ -1,0 +1,145 @@
+"""Checksums of run outputs over their content, not over the bytes a writer happens to stamp.
+
+Two runs of a seeded, deterministic stage write the same data, but some writers stamp each write: Keras puts
+``date_saved`` into a ``.keras`` archive (and the ZIP format a time into every member), the feature store names
+commits and files by random ids and dates its metadata, Delta Lake logs commit times, and run metadata carry
+durations and throughput figures. :func:`content_checksum` hashes what is left when those stamps are taken out:
+
+* a ZIP (``.keras``, ``.zip``): member names and contents, not the members' times; JSON members canonicalised;
+* JSON (``.json``, Delta-log lines): parsed, keys of :data:`VOLATILE_KEYS` dropped, random ids masked, dumped
+  with sorted keys;
+* Parquet: the table's schema and rows (random ids masked in string columns), not the file's own metadata;
+* a folder: each file's relative name (random ids masked) and content checksum, sorted;
+* anything else: the bytes.
+
+A random id is a UUID or 32 hex digits (what ``uuid4().hex`` gives); dates and numbers are data and stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["content_checksum", "VOLATILE_KEYS"]
+
+#: JSON keys whose values are stamps of one particular write (times, durations, speeds, random ids).
+VOLATILE_KEYS = frozenset({
+    "date_saved", "created_at", "updated_at", "created", "timestamp", "modificationTime", "deletionTimestamp",
+    "execution_time_ms", "commit_id", "commit_time", "committed", "started", "ended", "duration", "duration_s",
+    "seconds", "patches_per_s", "samples_per_s", "train_seconds", "fit_seconds", "elapsed", "elapsed_s", "txnId",
+    "run_id", "artifact_uri", "time", "when", "clientVersion", "engineInfo", "num_retries",
+})
+_RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+_BLOCK = 1 << 20
+
+
+def _mask(text: str) -> str:
+    return _RANDOM_ID.sub("<id>", text)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_mask(str(k)): _canonical(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in "{[" and len(stripped) < 1 << 24:  # JSON nested in a string (Delta commit info)
+            try:
+                return {"<json>": _canonical(json.loads(stripped))}
+            except ValueError:
+                pass
+        return _mask(value)
+    return value
+
+
+def _json_digest(data: bytes) -> bytes | None:
+    """Canonical JSON (one document, or one per line as in a Delta log), or None when it is not JSON."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    try:
+        docs = [json.loads(text)]
+    except ValueError:
+        try:
+            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError:
+            return None
+    return json.dumps([_canonical(d) for d in docs], sort_keys=True, default=str).encode()
+
+
+def _parquet_digest(path: Path) -> bytes | None:
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    except Exception:  # noqa: BLE001 - not readable as Parquet: hash the bytes
+        return None
+    digest = hashlib.sha256(_mask(str(table.schema.remove_metadata())).encode())
+    for name in table.column_names:
+        column = table[name]
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.replace_substring_regex(column, _RANDOM_ID.pattern, "<id>")
+        digest.update(name.encode())
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, pa.schema([(name, column.type)])) as writer:
+            writer.write_table(pa.table({name: column}))
+        digest.update(sink.getvalue())
+    return digest.digest()
+
+
+def _zip_digest(path: Path) -> bytes | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            digest = hashlib.sha256()
+            for name in sorted(archive.namelist()):
+                data = archive.read(name)
+                digest.update(_mask(name).encode())
+                digest.update((_json_digest(data) if name.endswith(".json") else None) or data)
+            return digest.digest()
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+def _file_digest(path: Path) -> bytes:
+    suffix = path.suffix.lower()
+    special: bytes | None = None
+    if suffix in (".keras", ".zip"):
+        special = _zip_digest(path)
+    elif suffix == ".json" or path.parent.name == "_delta_log":
+        if path.stat().st_size < 1 << 26:
+            special = _json_digest(path.read_bytes())
+    elif suffix == ".parquet":
+        special = _parquet_digest(path)
+    if special is not None:
+        return hashlib.sha256(suffix.encode() + special).digest()
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def content_checksum(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 over the content of a file or folder (see the module docstring); None if absent or remote."""
+    if "://" in str(path):
+        return None
+    p = Path(path)
+    if p.is_file():
+        return _file_digest(p).hex()
+    if not p.is_dir():
+        return None
+    entries = sorted((_mask(str(f.relative_to(p))), _file_digest(f)) for f in p.rglob("*") if f.is_file())
+    digest = hashlib.sha256()
+    for name, file_digest in entries:
+        digest.update(name.encode() + b"\0" + file_digest)
+    return digest.hexdigest()
