@@ -33,7 +33,7 @@ def _crop_samples(n: int = 1200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     y = rng.choice(N_CLASSES, size=n, p=[0.5, 0.33, 0.17])
     t = np.arange(12)
-    x = rng.normal(0.0, 0.25, (n, 12, 2)).astype(np.float32)
+    x = rng.normal(0.0, 1.2, (n, 12, 2)).astype(np.float32)  # noisy: the accuracy stays below 1
     x[:, :, 0] += np.sin(2 * np.pi * t / 12 + 2.0 * y[:, None])
     x[:, :, 1] += 0.8 * y[:, None]
     frame = pd.DataFrame(x.reshape(n, -1), columns=feature_columns(["B04", "B08"], 12))
@@ -92,7 +92,7 @@ def crop_runs(client: Any, crop_dataset: Any, project: Path) -> dict[int, Any]:
     for n in (1, 2):
         runs[n] = fit_distributed(
             CropBuilder("lstm", {"n_layers": 1, "units": 16, "dropout": 0.1}), crop_dataset, client=client,
-            n_workers=n, n_classes=N_CLASSES, weighted_epochs=2, unweighted_epochs=2, batch_size=32,
+            n_workers=n, n_classes=N_CLASSES, weighted_epochs=4, unweighted_epochs=8, batch_size=32,
             learning_rate=1e-2, seed=3, register_as="crop_lstm_distributed", project=project, timeout=240,
         )
     return runs
@@ -100,13 +100,14 @@ def crop_runs(client: Any, crop_dataset: Any, project: Path) -> dict[int, Any]:
 
 def test_two_workers_reach_the_one_worker_accuracy(crop_runs: dict[int, Any], crop_dataset: Any) -> None:
     one, two = crop_runs[1], crop_runs[2]
-    assert one.val_accuracy > 0.8, one.history  # learnt, so that the comparison means something
+    print(f"validation accuracy: 1 worker {one.val_accuracy:.4f}, 2 workers {two.val_accuracy:.4f}")
+    assert one.val_accuracy > 0.65, one.history  # learnt (the largest class is 50 %): the comparison means something
     assert abs(two.val_accuracy - one.val_accuracy) <= ACCURACY_TOLERANCE, (one.history, two.history)
     # each rank read its own half of the training split, the halves cover it; the steps are synchronous
     assert one.shard_rows == [900] and two.shard_rows == [450, 450]
     assert {r["train_rows"] for r in two.ranks} == {450} and len({r["worker"] for r in two.ranks}) == 2
     assert one.steps_per_epoch == two.steps_per_epoch == 900 // 32
-    assert [h["phase"] for h in two.history] == [1, 1, 2, 2]
+    assert [h["phase"] for h in two.history] == [1] * 4 + [2] * 8
     # phase 1 weights are those of the whole training split, counted over the shards
     from workbench.training.fit import class_weights
 
@@ -168,6 +169,29 @@ def _rank_pids(run_id: str, rank: int) -> list[int]:
     return pids
 
 
+def _tf_port(pid: int) -> int:
+    """The port of the rank's TensorFlow server, from the ``TF_CONFIG`` in its environment."""
+    import json
+
+    env = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+    config = json.loads(env[b"TF_CONFIG"])
+    return int(config["cluster"]["worker"][config["task"]["index"]].rsplit(":", 1)[1])
+
+
+def _listening(port: int) -> bool:
+    """Whether some process listens on TCP ``port`` (``/proc/net/tcp``, state 0A)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the rank's process through /proc")
 def test_a_killed_rank_fails_the_run_in_bounded_time(client: Any, crop_dataset: Any, project: Path) -> None:
     from workbench.training.distributed import CropBuilder, DistributedTrainingError, fit_distributed
@@ -191,7 +215,10 @@ def test_a_killed_rank_fails_the_run_in_bounded_time(client: Any, crop_dataset: 
         time.sleep(0.2)
     pids = _rank_pids(run_id, 1)
     assert pids, "rank 1's process never started"
-    time.sleep(4.0)  # into the training (or still starting: either way the run must fail, not hang)
+    port = _tf_port(pids[0])
+    while not _listening(port) and time.monotonic() < deadline:  # its TensorFlow server is up: the ranks met
+        time.sleep(0.2)
+    time.sleep(2.0)  # into the training
     killed = time.monotonic()
     os.kill(pids[0], signal.SIGKILL)
     thread.join(90)
