@@ -28,12 +28,18 @@ from pathlib import Path
 from typing import Any
 
 # before any worker starts: the workers (and the TensorFlow process each one starts) inherit these
-for _key, _value in {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1",
-                     "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}.items():
+for _key, _value in {
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}.items():
     os.environ[_key] = _value
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 #: Per-rank batches: the demo's (crop training 128, sea-ice 32), and a larger one that amortises the all-reduce.
 LSTM_BATCHES = (128, 512)
@@ -69,19 +75,35 @@ def patches(n_train: int, n_val: int, seed: int = 1) -> Any:
     n = n_train + n_val
     y = rng.integers(0, 5, n)
     x = np.empty((n, 32, 32, 3), np.float32)
-    x[..., 0] = np.where(y[:, None, None] == 0, -22.0, -14.0 + y[:, None, None]) + rng.normal(0, 2.0, (n, 32, 32))
+    x[..., 0] = np.where(y[:, None, None] == 0, -22.0, -14.0 + y[:, None, None]) + rng.normal(
+        0, 2.0, (n, 32, 32)
+    )
     x[..., 1] = np.where(y[:, None, None] == 0, -30.0, -24.0) + rng.normal(0, 2.0, (n, 32, 32))
     x[..., 2] = 35.0 + rng.normal(0, 0.2, (n, 32, 32))
     return PatchSet(
-        x=x, y=y.astype(np.int16), scene=np.full(n, "S1-bench", object), row=np.arange(n) * 32,
-        col=np.zeros(n, int), purity=np.ones(n, np.float32), split=np.where(np.arange(n) < n_train, "train", "val"),
+        x=x,
+        y=y.astype(np.int16),
+        scene=np.full(n, "S1-bench", object),
+        row=np.arange(n) * 32,
+        col=np.zeros(n, int),
+        purity=np.ones(n, np.float32),
+        split=np.where(np.arange(n) < n_train, "train", "val"),
         class_names=("water", "new_ice", "young_ice", "first_year_ice", "old_ice"),
         bands=("HH_db", "HV_db", "incidence"),
     )
 
 
-def run_pair(name: str, builder: Any, ref: Any, *, client: Any, project: Path, local_batch: int,
-             repeat: int, **kwargs: Any) -> dict[int, Any]:
+def run_pair(
+    name: str,
+    builder: Any,
+    ref: Any,
+    *,
+    client: Any,
+    project: Path,
+    local_batch: int,
+    repeat: int,
+    **kwargs: Any,
+) -> dict[int, Any]:
     """The best (fastest steady epochs) of ``repeat`` runs on 1 and on 2 workers."""
     from workbench.training.distributed import fit_distributed
 
@@ -89,19 +111,35 @@ def run_pair(name: str, builder: Any, ref: Any, *, client: Any, project: Path, l
     for n in (1, 2):
         best = None
         for _ in range(repeat):
-            result = fit_distributed(builder, ref, client=client, n_workers=n, batch_size=local_batch * n,
-                                     weighted_epochs=1, unweighted_epochs=2, seed=0, project=project, **kwargs)
+            result = fit_distributed(
+                builder,
+                ref,
+                client=client,
+                n_workers=n,
+                batch_size=local_batch * n,
+                weighted_epochs=1,
+                unweighted_epochs=2,
+                seed=0,
+                project=project,
+                **kwargs,
+            )
             if best is None or result.steady_samples_per_second > best.steady_samples_per_second:
                 best = result
         out[n] = best
-        print(f"{name}, {n} worker(s) on {best.ranks[0]['device']}: {best.steady_samples_per_second:8.0f} samples/s, "
-              f"step {best.step_seconds * 1e3:6.1f} ms (batch {best.global_batch_size}), all-reduce "
-              f"{best.allreduce_seconds_per_step * 1e3:6.2f} ms/step of {best.ranks[0]['gradient_bytes'] / 1e6:.2f} MB, "
-              f"val acc {best.val_accuracy:.3f}, run {best.seconds:.1f} s", flush=True)
+        print(
+            f"{name}, {n} worker(s) on {best.ranks[0]['device']}: {best.steady_samples_per_second:8.0f} samples/s, "
+            f"step {best.step_seconds * 1e3:6.1f} ms (batch {best.global_batch_size}), all-reduce "
+            f"{best.allreduce_seconds_per_step * 1e3:6.2f} ms/step of {best.ranks[0]['gradient_bytes'] / 1e6:.2f} MB, "
+            f"val acc {best.val_accuracy:.3f}, run {best.seconds:.1f} s",
+            flush=True,
+        )
     speedup = out[2].steady_samples_per_second / out[1].steady_samples_per_second
     share = out[2].allreduce_seconds_per_step / out[2].step_seconds if out[2].step_seconds else float("nan")
-    print(f"{name}: speed-up {speedup:.2f}x on 2 workers, scaling efficiency {speedup / 2:.2f} "
-          f"(all-reduce {100 * share:.0f} % of a 2-worker step)", flush=True)
+    print(
+        f"{name}: speed-up {speedup:.2f}x on 2 workers, scaling efficiency {speedup / 2:.2f} "
+        f"(all-reduce {100 * share:.0f} % of a 2-worker step)",
+        flush=True,
+    )
     return out
 
 
@@ -125,31 +163,57 @@ def main() -> None:
         t0 = time.perf_counter()
         crops_td = to_training_dataset(crop_samples(n_crops, n_crops // 4), store=store)
         ice_td = patch_data.to_training_dataset(patches(n_patches, n_patches // 4), store=store)
-        print(f"training datasets: {crops_td.splits} crop series, {ice_td.splits} patches "
-              f"({time.perf_counter() - t0:.1f} s)")
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
+        print(
+            f"training datasets: {crops_td.splits} crop series, {ice_td.splits} patches "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             results = {}
             for batch in LSTM_BATCHES:
                 results[("crop LSTM", batch)] = run_pair(
-                    f"crop LSTM 2x64, {batch} per rank", CropBuilder("lstm", {"n_layers": 2, "units": 64}), crops_td,
-                    client=client, project=project, local_batch=batch, repeat=opts.repeat)
+                    f"crop LSTM 2x64, {batch} per rank",
+                    CropBuilder("lstm", {"n_layers": 2, "units": 64}),
+                    crops_td,
+                    client=client,
+                    project=project,
+                    local_batch=batch,
+                    repeat=opts.repeat,
+                )
             ice_ref = DatasetRef.of(ice_td, label_map=(0, 1, 1, 1, 1))
             for batch in CNN_BATCHES:
                 results[("sea-ice CNN", batch)] = run_pair(
-                    f"sea-ice ad-hoc CNN, {batch} per rank", SeaIceBuilder("adhoc"), ice_ref, client=client,
-                    project=project, local_batch=batch, repeat=opts.repeat, optimizer="adam")
-    efficiency = {key: r[2].steady_samples_per_second / (2 * r[1].steady_samples_per_second)
-                  for key, r in results.items()}
+                    f"sea-ice ad-hoc CNN, {batch} per rank",
+                    SeaIceBuilder("adhoc"),
+                    ice_ref,
+                    client=client,
+                    project=project,
+                    local_batch=batch,
+                    repeat=opts.repeat,
+                    optimizer="adam",
+                )
+    efficiency = {
+        key: r[2].steady_samples_per_second / (2 * r[1].steady_samples_per_second)
+        for key, r in results.items()
+    }
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     large = {key: e for key, e in efficiency.items() if key[1] in (LSTM_BATCHES[-1], CNN_BATCHES[-1])}
     small = {key: e for key, e in efficiency.items() if key not in large}
     for label, group in (("small", small), ("large", large)):
-        print(f"scaling efficiency at the {label} per-rank batches: "
-              + ", ".join(f"{name} ({batch}) {e:.2f}" for (name, batch), e in group.items()))
+        print(
+            f"scaling efficiency at the {label} per-rank batches: "
+            + ", ".join(f"{name} ({batch}) {e:.2f}" for (name, batch), e in group.items())
+        )
     worst = min(large, key=large.get)
-    print(f"worse scaling efficiency on 2 workers vs 1, large per-rank batches ({worst[0]}, {worst[1]} per rank; "
-          f"target >= 0.8): {large[worst]:.2f}")
+    print(
+        f"worse scaling efficiency on 2 workers vs 1, large per-rank batches ({worst[0]}, {worst[1]} per rank; "
+        f"target >= 0.8): {large[worst]:.2f}"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,10 @@ n_smi=0
 if command -v nvidia-smi >/dev/null 2>&1; then
   n_smi=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 fi
+if [ "$n_smi" = 0 ] && ! ls /dev/nvidia[0-9]* >/dev/null 2>&1; then
+  echo "gpu-check: no GPU on this machine (no nvidia-smi GPU, no /dev/nvidia* device): nothing to check."
+  exit 0
+fi
 n_tf=$("$PY" - <<'PY' 2>/dev/null || echo 0
 import tensorflow as tf
 print(len(tf.config.list_physical_devices("GPU")))

@@ -12,8 +12,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,12 +52,19 @@ def _patches(n: int = 480, seed: int = 1) -> Any:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 5, n)
     x = np.empty((n, 16, 16, 3), np.float32)
-    x[..., 0] = np.where(y[:, None, None] == 0, -22.0, -14.0 + y[:, None, None]) + rng.normal(0, 1.5, (n, 16, 16))
+    x[..., 0] = np.where(y[:, None, None] == 0, -22.0, -14.0 + y[:, None, None]) + rng.normal(
+        0, 1.5, (n, 16, 16)
+    )
     x[..., 1] = np.where(y[:, None, None] == 0, -30.0, -24.0) + rng.normal(0, 1.5, (n, 16, 16))
     x[..., 2] = 35.0 + rng.normal(0, 0.2, (n, 16, 16))
     return PatchSet(
-        x=x, y=y.astype(np.int16), scene=np.full(n, "S1-synthetic", object), row=np.arange(n) * 16,
-        col=np.zeros(n, int), purity=np.ones(n, np.float32), split=np.where(np.arange(n) < 360, "train", "val"),
+        x=x,
+        y=y.astype(np.int16),
+        scene=np.full(n, "S1-synthetic", object),
+        row=np.arange(n) * 16,
+        col=np.zeros(n, int),
+        purity=np.ones(n, np.float32),
+        split=np.where(np.arange(n) < 360, "train", "val"),
         class_names=("water", "new_ice", "young_ice", "first_year_ice", "old_ice"),
         bands=("HH_db", "HV_db", "incidence"),
     )
@@ -91,9 +99,19 @@ def crop_runs(client: Any, crop_dataset: Any, project: Path) -> dict[int, Any]:
     runs = {}
     for n in (1, 2):
         runs[n] = fit_distributed(
-            CropBuilder("lstm", {"n_layers": 1, "units": 16, "dropout": 0.1}), crop_dataset, client=client,
-            n_workers=n, n_classes=N_CLASSES, weighted_epochs=4, unweighted_epochs=8, batch_size=32,
-            learning_rate=1e-2, seed=3, register_as="crop_lstm_distributed", project=project, timeout=240,
+            CropBuilder("lstm", {"n_layers": 1, "units": 16, "dropout": 0.1}),
+            crop_dataset,
+            client=client,
+            n_workers=n,
+            n_classes=N_CLASSES,
+            weighted_epochs=4,
+            unweighted_epochs=8,
+            batch_size=32,
+            learning_rate=1e-2,
+            seed=3,
+            register_as="crop_lstm_distributed",
+            project=project,
+            timeout=240,
         )
     return runs
 
@@ -101,7 +119,9 @@ def crop_runs(client: Any, crop_dataset: Any, project: Path) -> dict[int, Any]:
 def test_two_workers_reach_the_one_worker_accuracy(crop_runs: dict[int, Any], crop_dataset: Any) -> None:
     one, two = crop_runs[1], crop_runs[2]
     print(f"validation accuracy: 1 worker {one.val_accuracy:.4f}, 2 workers {two.val_accuracy:.4f}")
-    assert one.val_accuracy > 0.65, one.history  # learnt (the largest class is 50 %): the comparison means something
+    assert one.val_accuracy > 0.65, (
+        one.history
+    )  # learnt (the largest class is 50 %): the comparison means something
     assert abs(two.val_accuracy - one.val_accuracy) <= ACCURACY_TOLERANCE, (one.history, two.history)
     # each rank read its own half of the training split, the halves cover it; the steps are synchronous
     assert one.shard_rows == [900] and two.shard_rows == [450, 450]
@@ -119,7 +139,9 @@ def test_two_workers_reach_the_one_worker_accuracy(crop_runs: dict[int, Any], cr
     assert two.allreduce_seconds_per_step > 0 and two.samples_per_second > 0
 
 
-def test_chief_saves_and_registers_the_model(crop_runs: dict[int, Any], crop_dataset: Any, project: Path) -> None:
+def test_chief_saves_and_registers_the_model(
+    crop_runs: dict[int, Any], crop_dataset: Any, project: Path
+) -> None:
     from workbench import registry
     from workbench.training.fit import evaluate
 
@@ -143,9 +165,20 @@ def test_sea_ice_cnn_on_two_workers(client: Any, project: Path) -> None:
 
     td = to_training_dataset(_patches(), store=FeatureStore(project))
     ref = DatasetRef.of(td, label_map=(0, 1, 1, 1, 1))
-    result = fit_distributed(SeaIceBuilder("adhoc", augment=True, params={"dropout": 0.2}), ref, client=client,
-                             n_workers=2, weighted_epochs=2, unweighted_epochs=0, batch_size=32, optimizer="adam",
-                             class_names=("water", "ice"), seed=0, project=project, timeout=240)
+    result = fit_distributed(
+        SeaIceBuilder("adhoc", augment=True, params={"dropout": 0.2}),
+        ref,
+        client=client,
+        n_workers=2,
+        weighted_epochs=2,
+        unweighted_epochs=0,
+        batch_size=32,
+        optimizer="adam",
+        class_names=("water", "ice"),
+        seed=0,
+        project=project,
+        timeout=240,
+    )
     assert result.validation.class_names == ("water", "ice") and result.validation.n == 120
     assert result.val_accuracy > 0.9, result.history
     assert result.shard_rows == [180, 180]
@@ -163,9 +196,9 @@ def _rank_pids(run_id: str, rank: int) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"workbench.training._distributed_worker" in argv and run_id.encode() in argv:
-            if argv[argv.index(b"--rank") + 1] == str(rank).encode():
-                pids.append(int(entry.name))
+        ours = b"workbench.training._distributed_worker" in argv and run_id.encode() in argv
+        if ours and argv[argv.index(b"--rank") + 1] == str(rank).encode():
+            pids.append(int(entry.name))
     return pids
 
 
@@ -173,7 +206,9 @@ def _tf_port(pid: int) -> int:
     """The port of the rank's TensorFlow server, from the ``TF_CONFIG`` in its environment."""
     import json
 
-    env = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+    env = dict(
+        item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
+    )
     config = json.loads(env[b"TF_CONFIG"])
     return int(config["cluster"]["worker"][config["task"]["index"]].rsplit(":", 1)[1])
 
@@ -201,9 +236,18 @@ def test_a_killed_rank_fails_the_run_in_bounded_time(client: Any, crop_dataset: 
 
     def run() -> None:
         try:
-            fit_distributed(CropBuilder("lstm", {"n_layers": 1, "units": 8}), crop_dataset, client=client, n_workers=2,
-                            weighted_epochs=400, unweighted_epochs=0, batch_size=32, project=project, run_id=run_id,
-                            timeout=300)
+            fit_distributed(
+                CropBuilder("lstm", {"n_layers": 1, "units": 8}),
+                crop_dataset,
+                client=client,
+                n_workers=2,
+                weighted_epochs=400,
+                unweighted_epochs=0,
+                batch_size=32,
+                project=project,
+                run_id=run_id,
+                timeout=300,
+            )
         except BaseException as exc:  # noqa: BLE001 - the test looks at it
             outcome["error"] = exc
         outcome["ended"] = time.monotonic()
@@ -264,7 +308,9 @@ def test_bad_input_is_named(client: Any, crop_dataset: Any, project: Path) -> No
         fit_distributed(builder, DatasetRef.of(crop_dataset, feature="patch"), **common)
     # found by a rank, in its own process: the error comes back with the rank named, as a DataError
     with pytest.raises(DataError, match="rank 0 .*label_map has 2 entries"):
-        fit_distributed(builder, DatasetRef.of(crop_dataset, label_map=(0, 1)), n_workers=1, timeout=120, **common)
+        fit_distributed(
+            builder, DatasetRef.of(crop_dataset, label_map=(0, 1)), n_workers=1, timeout=120, **common
+        )
 
 
 def test_gpu_resource_holds_one_trial_at_a_time(client: Any, crop_dataset: Any, project: Path) -> None:
@@ -283,10 +329,19 @@ def test_gpu_resource_holds_one_trial_at_a_time(client: Any, crop_dataset: Any, 
         time.sleep(1.5)
         return {"score": float(hparams["x"]), "start": start, "end": time.time()}
 
-    config = OptimizationConfig(num_trials=2, optimizer="gridsearch", searchspace=Searchspace(x=("DISCRETE", [1, 2])),
-                                optimization_key="score", direction="max", es_policy="none", name="gpu-slots")
-    with cli_cluster(1, nthreads=2, resources="GPU=1") as gpu_cluster, Client(gpu_cluster.address,
-                                                                              set_as_default=False) as gpu:
+    config = OptimizationConfig(
+        num_trials=2,
+        optimizer="gridsearch",
+        searchspace=Searchspace(x=("DISCRETE", [1, 2])),
+        optimization_key="score",
+        direction="max",
+        es_policy="none",
+        name="gpu-slots",
+    )
+    with (
+        cli_cluster(1, nthreads=2, resources="GPU=1") as gpu_cluster,
+        Client(gpu_cluster.address, set_as_default=False) as gpu,
+    ):
         assert task_resources(gpu) == {"GPU": 1.0} and len(gpu_workers(gpu)) == 1
         table = lagom(trial, config, cluster=gpu, project=project).table.sort_values("start")
         assert len(table) == 2 and (table["state"] == "COMPLETE").all()
@@ -304,7 +359,13 @@ def test_gpu_check_says_so_without_a_gpu() -> None:
     if detect_gpus():
         pytest.skip("this machine has a GPU: scripts/gpu_check.sh measures it instead")
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh")], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "VENV_PYTHON": sys.executable})
+    out = subprocess.run(
+        ["bash", str(root / "scripts" / "gpu_check.sh")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VENV_PYTHON": sys.executable},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "no GPU on this machine" in out.stdout

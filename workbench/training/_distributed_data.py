@@ -9,8 +9,9 @@ The stored rows of a split are in a seeded random order, so contiguous shards an
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from workbench.errors import DataError
 if TYPE_CHECKING:
     from workbench.featurestore import TrainingDataset
 
-__all__ = ["DatasetRef", "shard_bounds", "read_shard", "read_head", "VALIDATION_SPLITS"]
+__all__ = ["VALIDATION_SPLITS", "DatasetRef", "read_head", "read_shard", "shard_bounds"]
 
 #: Split names taken as the validation split when none is named (crops: ``validation``, sea ice: ``val``).
 VALIDATION_SPLITS = ("validation", "val")
@@ -62,7 +63,7 @@ class DatasetRef:
     validation_split: str | None = None
 
     @classmethod
-    def of(cls, dataset: Any, **overrides: Any) -> "DatasetRef":
+    def of(cls, dataset: Any, **overrides: Any) -> DatasetRef:
         """The reference of a :class:`~workbench.featurestore.TrainingDataset` (or a ref, with ``overrides``)."""
         if isinstance(dataset, DatasetRef):
             ref = dataset
@@ -70,8 +71,11 @@ class DatasetRef:
             view = dataset.metadata["feature_view"]
             store = dataset._store
             ref = cls(
-                view=str(view["name"]), view_version=int(view["version"]), version=int(dataset.version),
-                root=str(store.root), project=str(store.settings.project_dir),
+                view=str(view["name"]),
+                view_version=int(view["version"]),
+                version=int(dataset.version),
+                root=str(store.root),
+                project=str(store.settings.project_dir),
                 storage_options=dict(store.storage_options) if store.storage_options else None,
             )
         else:
@@ -83,43 +87,55 @@ class DatasetRef:
             overrides["label_map"] = tuple(int(v) for v in overrides["label_map"])
         return replace(ref, **overrides) if overrides else ref
 
-    def open(self) -> "TrainingDataset":
+    def open(self) -> TrainingDataset:
         """Open the training dataset (metadata only; data are read by :func:`read_shard`)."""
         from workbench.featurestore import FeatureStore
 
         store = FeatureStore(self.project, root=self.root, storage_options=self.storage_options)
-        return store.get_feature_view(self.view, self.view_version).get_training_dataset_metadata(self.version)
+        return store.get_feature_view(self.view, self.view_version).get_training_dataset_metadata(
+            self.version
+        )
 
-    def resolve(self, dataset: "TrainingDataset") -> "DatasetRef":
+    def resolve(self, dataset: TrainingDataset) -> DatasetRef:
         """Check the splits, the feature and the label map against ``dataset``; fill in the validation split."""
         splits = dataset.splits
         if self.train_split not in splits or splits[self.train_split] == 0:
-            raise DataError(f"training dataset v{dataset.version} has no rows in split {self.train_split!r}; "
-                            f"it has {splits}")
+            raise DataError(
+                f"training dataset v{dataset.version} has no rows in split {self.train_split!r}; "
+                f"it has {splits}"
+            )
         validation = self.validation_split
         if validation is None:
             validation = next((s for s in VALIDATION_SPLITS if splits.get(s)), "")
         elif validation and validation not in splits:
-            raise DataError(f"validation_split {validation!r} is not a split of training dataset "
-                            f"v{dataset.version}; it has {sorted(splits)}")
+            raise DataError(
+                f"validation_split {validation!r} is not a split of training dataset "
+                f"v{dataset.version}; it has {sorted(splits)}"
+            )
         tensors = list(dataset.metadata.get("tensor_features", {}))
         feature = self.feature
         if feature is None:
             if len(tensors) != 1:
-                raise DataError(f"training dataset v{dataset.version} has tensor features {tensors}; "
-                                "name the model input with feature=")
+                raise DataError(
+                    f"training dataset v{dataset.version} has tensor features {tensors}; "
+                    "name the model input with feature="
+                )
             feature = tensors[0]
         elif feature not in tensors:
-            raise DataError(f"feature {feature!r} is not a tensor feature of training dataset v{dataset.version} "
-                            f"(it has {tensors})")
+            raise DataError(
+                f"feature {feature!r} is not a tensor feature of training dataset v{dataset.version} "
+                f"(it has {tensors})"
+            )
         if len(dataset.metadata.get("labels", [])) != 1:
-            raise DataError(f"training dataset v{dataset.version} must have exactly one label, "
-                            f"it has {dataset.metadata.get('labels')}")
+            raise DataError(
+                f"training dataset v{dataset.version} must have exactly one label, "
+                f"it has {dataset.metadata.get('labels')}"
+            )
         if self.label_map is not None and (not self.label_map or min(self.label_map) < 0):
             raise DataError(f"label_map must be a non-empty sequence of labels >= 0, got {self.label_map}")
         return replace(self, validation_split=validation, feature=feature)
 
-    def description(self, dataset: "TrainingDataset") -> dict[str, Any]:
+    def description(self, dataset: TrainingDataset) -> dict[str, Any]:
         """The JSON description stored with the dataset (bands, class names...), or ``{}``."""
         try:
             info = json.loads(dataset.metadata.get("description", "") or "{}")
@@ -145,7 +161,9 @@ def _map_labels(y: np.ndarray, label_map: Sequence[int] | None) -> np.ndarray:
     return table[y].astype(np.int32)
 
 
-def _rows(dataset: "TrainingDataset", ref: DatasetRef, split: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+def _rows(
+    dataset: TrainingDataset, ref: DatasetRef, split: str, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``[lo, hi)`` of ``split``: the stored blocks (Parquet row group = Zarr chunk) that hold them, cut."""
     info = dataset.metadata["splits"][split]
     block = int(info["block_rows"])
@@ -165,13 +183,13 @@ def _rows(dataset: "TrainingDataset", ref: DatasetRef, split: str, lo: int, hi: 
 
 
 def read_shard(
-    dataset: "TrainingDataset", ref: DatasetRef, split: str, *, rank: int, n_shards: int
+    dataset: TrainingDataset, ref: DatasetRef, split: str, *, rank: int, n_shards: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shard ``rank`` of ``n_shards`` of ``split``: ``(x, y)`` float32 inputs and int32 (mapped) labels."""
     lo, hi = shard_bounds(dataset.splits[split], rank, n_shards)
     return _rows(dataset, ref, split, lo, hi)
 
 
-def read_head(dataset: "TrainingDataset", ref: DatasetRef, split: str, *, rows: int) -> np.ndarray:
+def read_head(dataset: TrainingDataset, ref: DatasetRef, split: str, *, rows: int) -> np.ndarray:
     """The inputs of the first ``rows`` rows of ``split`` (a random sample: rows are stored shuffled)."""
     return _rows(dataset, ref, split, 0, min(rows, dataset.splits[split]))[0]

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from workbench.errors import DataError
 from workbench.training._distributed_data import DatasetRef, read_head, read_shard
 
-__all__ = ["RunSpec", "ShardInfo", "train", "STATS_ROWS", "PROBE_STEPS"]
+__all__ = ["PROBE_STEPS", "STATS_ROWS", "RunSpec", "ShardInfo", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,14 @@ class RunSpec:
     storage_options: Mapping[str, Any] | None = None
 
 
-def _strategy(spec: RunSpec) -> Any:
+def _strategy(spec: RunSpec, rank: int) -> Any:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:  # one replica per rank: the rank's batch is not split over local devices
-        tf.config.set_visible_devices(gpus[:1], "GPU")
+    if (
+        len(gpus) > 1
+    ):  # one replica per rank (its batch is not split over devices); ranks of one host spread out
+        tf.config.set_visible_devices(gpus[rank % len(gpus)], "GPU")
     comm = tf.distribute.experimental.CommunicationImplementation
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=comm.NCCL if gpus else comm.RING, timeout_seconds=float(spec.collective_timeout)
@@ -112,7 +115,9 @@ def _optimizer(spec: RunSpec) -> Any:
     import keras
 
     if spec.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=spec.learning_rate, weight_decay=spec.weight_decay or None)
+        return keras.optimizers.RMSprop(
+            learning_rate=spec.learning_rate, weight_decay=spec.weight_decay or None
+        )
     return keras.optimizers.Adam(learning_rate=spec.learning_rate, weight_decay=spec.weight_decay or None)
 
 
@@ -133,7 +138,9 @@ def _weight_table(spec: RunSpec, counts: np.ndarray, n_classes: int) -> np.ndarr
     return np.array([weights[i] for i in range(n_classes)], np.float32)
 
 
-def train(spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def train(
+    spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
     """Train on this rank's shard in step with the other ranks; rank 0 saves and registers the model.
 
     ``emit`` gets one progress record per epoch (on rank 0). Returns this rank's figures (rank 0's include
@@ -145,9 +152,11 @@ def train(spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str,
 
     started = time.perf_counter()
     seed_everything(spec.seed, deterministic=spec.deterministic)
-    strategy = _strategy(spec)
+    strategy = _strategy(spec, rank)
     if strategy.num_replicas_in_sync != n_workers:
-        raise DataError(f"the TensorFlow cluster has {strategy.num_replicas_in_sync} replicas for {n_workers} ranks")
+        raise DataError(
+            f"the TensorFlow cluster has {strategy.num_replicas_in_sync} replicas for {n_workers} ranks"
+        )
     ref = spec.dataset
     dataset = ref.open()
     x_train, y_train = read_shard(dataset, ref, ref.train_split, rank=rank, n_shards=n_workers)
@@ -157,7 +166,9 @@ def train(spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str,
         x_val, y_val = x_train[:0], y_train[:0]
     sample = read_head(dataset, ref, ref.train_split, rows=STATS_ROWS)
     if not np.isfinite(x_train).all():
-        raise DataError(f"the training shard of rank {rank} holds NaN/inf inputs; fill or drop them before training")
+        raise DataError(
+            f"the training shard of rank {rank} holds NaN/inf inputs; fill or drop them before training"
+        )
     loaded = time.perf_counter()
 
     @tf.function
@@ -176,19 +187,29 @@ def train(spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str,
     shards = gather([len(y_train), len(y_val), float(y_train.max()) if len(y_train) else -1.0])
     n_classes = spec.n_classes or (max(ref.label_map) + 1 if ref.label_map else int(shards[:, 2].max()) + 1)
     if len(y_train) and (y_train.min() < 0 or y_train.max() >= n_classes):
-        raise DataError(f"labels must be in 0..{n_classes - 1}; rank {rank}'s shard has "
-                        f"{int(y_train.min())}..{int(y_train.max())}")
+        raise DataError(
+            f"labels must be in 0..{n_classes - 1}; rank {rank}'s shard has "
+            f"{int(y_train.min())}..{int(y_train.max())}"
+        )
     counts = allreduce(np.bincount(y_train, minlength=n_classes)[:n_classes])
     table = _weight_table(spec, counts, n_classes)
     local_batch = spec.batch_size // n_workers
     steps = int(shards[:, 0].min()) // local_batch
     if steps < 1:
-        raise DataError(f"batch_size {spec.batch_size} is larger than the training rows of a worker's shard "
-                        f"({int(shards[:, 0].min())} rows x {n_workers} workers); use a smaller batch_size")
+        raise DataError(
+            f"batch_size {spec.batch_size} is larger than the training rows of a worker's shard "
+            f"({int(shards[:, 0].min())} rows x {n_workers} workers); use a smaller batch_size"
+        )
 
     seed_everything(spec.seed, deterministic=spec.deterministic)  # the same initial weights on every rank
-    info = ShardInfo(input_shape=tuple(int(v) for v in x_train.shape[1:]), n_classes=n_classes, sample_x=sample,
-                     description=ref.description(dataset), rank=rank, n_workers=n_workers)
+    info = ShardInfo(
+        input_shape=tuple(int(v) for v in x_train.shape[1:]),
+        n_classes=n_classes,
+        sample_x=sample,
+        description=ref.description(dataset),
+        rank=rank,
+        n_workers=n_workers,
+    )
     with strategy.scope():
         model = spec.build_fn(info)
         _check_model(model, info)
@@ -199,7 +220,9 @@ def train(spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str,
 
     x_spec = tf.TensorSpec((local_batch, *info.input_shape), tf.float32)
 
-    @tf.function(input_signature=[x_spec, tf.TensorSpec((local_batch,), tf.int32), tf.TensorSpec((n_classes,))])
+    @tf.function(
+        input_signature=[x_spec, tf.TensorSpec((local_batch,), tf.int32), tf.TensorSpec((n_classes,))]
+    )
     def train_step(x: Any, y: Any, weights: Any) -> Any:
         def replica(x: Any, y: Any, weights: Any) -> Any:
             w = tf.gather(weights, y)
@@ -221,9 +244,16 @@ def train(spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str,
         return tf.argmax(model(x, training=False), -1, output_type=tf.int32)
 
     def confusion() -> np.ndarray:
-        pred = np.concatenate([np.asarray(predict(tf.constant(x_val[i:i + 1024]))) for i in range(0, len(y_val), 1024)]
-                              ) if len(y_val) else np.zeros(0, np.int64)
-        return np.bincount(y_val.astype(np.int64) * n_classes + pred, minlength=n_classes**2).astype(np.float64)
+        pred = (
+            np.concatenate(
+                [np.asarray(predict(tf.constant(x_val[i : i + 1024]))) for i in range(0, len(y_val), 1024)]
+            )
+            if len(y_val)
+            else np.zeros(0, np.int64)
+        )
+        return np.bincount(y_val.astype(np.int64) * n_classes + pred, minlength=n_classes**2).astype(
+            np.float64
+        )
 
     history: list[dict[str, Any]] = []
     train_seconds: list[float] = []
@@ -236,15 +266,26 @@ def train(spec: RunSpec, *, rank: int, n_workers: int, emit: Callable[[dict[str,
             t0 = time.perf_counter()
             order = np.random.default_rng([*rng_seed, epoch]).permutation(len(y_train))[: steps * local_batch]
             xs, ys = x_train[order], y_train[order]
-            outs = [train_step(tf.constant(xs[s * local_batch:(s + 1) * local_batch]),
-                               tf.constant(ys[s * local_batch:(s + 1) * local_batch]), w_tensor) for s in range(steps)]
+            outs = [
+                train_step(
+                    tf.constant(xs[s * local_batch : (s + 1) * local_batch]),
+                    tf.constant(ys[s * local_batch : (s + 1) * local_batch]),
+                    w_tensor,
+                )
+                for s in range(steps)
+            ]
             local = np.sum([np.asarray(o) for o in outs], axis=0)
             t1 = time.perf_counter()
             totals = allreduce(np.concatenate([local, confusion()]))
             n_seen = steps * spec.batch_size
-            record: dict[str, Any] = {"phase": phase, "epoch": epoch + 1, "loss": float(totals[0] / n_seen),
-                                      "accuracy": float(totals[1] / n_seen), "seconds": time.perf_counter() - t0,
-                                      "train_seconds": t1 - t0}
+            record: dict[str, Any] = {
+                "phase": phase,
+                "epoch": epoch + 1,
+                "loss": float(totals[0] / n_seen),
+                "accuracy": float(totals[1] / n_seen),
+                "seconds": time.perf_counter() - t0,
+                "train_seconds": t1 - t0,
+            }
             cm = totals[2:].reshape(n_classes, n_classes)
             if cm.sum():
                 record["val_accuracy"] = float(np.trace(cm) / cm.sum())
@@ -291,14 +332,21 @@ def _check_model(model: Any, info: ShardInfo) -> None:
     if not isinstance(model, keras.Model):
         raise DataError(f"build_fn must return a keras.Model, got {type(model).__name__}")
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if shape is None or len(shape) != len(info.input_shape) or any(
-            a is not None and a != b for a, b in zip(shape, info.input_shape)):
-        raise DataError(f"the model takes inputs of shape {model.input_shape}, the dataset's samples have shape "
-                        f"{info.input_shape}")
+    if (
+        shape is None
+        or len(shape) != len(info.input_shape)
+        or any(a is not None and a != b for a, b in zip(shape, info.input_shape))
+    ):
+        raise DataError(
+            f"the model takes inputs of shape {model.input_shape}, the dataset's samples have shape "
+            f"{info.input_shape}"
+        )
     outputs = int(model.output_shape[-1])
     if outputs != info.n_classes:
-        raise DataError(f"the model has {outputs} outputs for {info.n_classes} classes; build it with "
-                        "info.n_classes outputs or pass n_classes=")
+        raise DataError(
+            f"the model has {outputs} outputs for {info.n_classes} classes; build it with "
+            "info.n_classes outputs or pass n_classes="
+        )
 
 
 def _probe_allreduce(strategy: Any, model: Any) -> float:
@@ -345,16 +393,29 @@ def _publish(spec: RunSpec, model: Any, dataset: Any, result: Mapping[str, Any])
         if cm.size and cm.sum():
             names = spec.class_names if len(spec.class_names) == cm.shape[0] else ()
             report = ClassificationReport(confusion=cm, class_names=tuple(names))
-            metrics.update(val_accuracy=report.overall_accuracy, val_median_f1=report.median_f1,
-                           val_kappa=report.kappa)
+            metrics.update(
+                val_accuracy=report.overall_accuracy, val_median_f1=report.median_f1, val_kappa=report.kappa
+            )
         metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
-        params = {"n_workers": len(result["shard_rows"]), "batch_size": spec.batch_size,
-                  "weighted_epochs": spec.weighted_epochs, "unweighted_epochs": spec.unweighted_epochs,
-                  "optimizer": spec.optimizer, "learning_rate": spec.learning_rate, "seed": spec.seed,
-                  "run_id": spec.run_id, **dict(spec.params)}
+        params = {
+            "n_workers": len(result["shard_rows"]),
+            "batch_size": spec.batch_size,
+            "weighted_epochs": spec.weighted_epochs,
+            "unweighted_epochs": spec.unweighted_epochs,
+            "optimizer": spec.optimizer,
+            "learning_rate": spec.learning_rate,
+            "seed": spec.seed,
+            "run_id": spec.run_id,
+            **dict(spec.params),
+        }
         version = registry.save_model(
-            spec.register_as, model, metrics=metrics, training_dataset=dataset, params=params,
-            input_example=np.zeros((2, *result["input_shape"]), np.float32), aliases=spec.aliases,
+            spec.register_as,
+            model,
+            metrics=metrics,
+            training_dataset=dataset,
+            params=params,
+            input_example=np.zeros((2, *result["input_shape"]), np.float32),
+            aliases=spec.aliases,
             description=f"data-parallel training on {len(result['shard_rows'])} worker(s), run {spec.run_id}",
             project=spec.project,
         )

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from workbench.training._distributed_worker import ERROR, PROGRESS, RESULT
 
-__all__ = ["reserve_port", "run_rank", "WORKER_MODULE"]
+__all__ = ["WORKER_MODULE", "reserve_port", "run_rank"]
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "workbench.training._distributed_worker"
@@ -42,10 +42,14 @@ def _error_class(name: str) -> type[Exception]:
     from workbench.training.distributed import DistributedTrainingError
 
     cls = getattr(errors, name, None)
-    return cls if isinstance(cls, type) and issubclass(cls, errors.WorkbenchError) else DistributedTrainingError
+    return (
+        cls if isinstance(cls, type) and issubclass(cls, errors.WorkbenchError) else DistributedTrainingError
+    )
 
 
-def run_rank(spec: bytes, *, rank: int, n_workers: int, tf_config: str, run_id: str, abort: str) -> dict[str, Any]:
+def run_rank(
+    spec: bytes, *, rank: int, n_workers: int, tf_config: str, run_id: str, abort: str
+) -> dict[str, Any]:
     """Run rank ``rank`` of run ``run_id`` in a new TensorFlow process; its result, or an error naming the rank."""
     from distributed import Event, get_worker
 
@@ -54,10 +58,22 @@ def run_rank(spec: bytes, *, rank: int, n_workers: int, tf_config: str, run_id: 
     where = get_worker().address
     env = {**os.environ, "TF_CONFIG": tf_config}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, "-m", WORKER_MODULE, "--rank", str(rank), "--n-workers", str(n_workers),
-               "--run-id", run_id, "--parent-pid", str(os.getpid())]
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env)
+    command = [
+        sys.executable,
+        "-m",
+        WORKER_MODULE,
+        "--rank",
+        str(rank),
+        "--n-workers",
+        str(n_workers),
+        "--run-id",
+        run_id,
+        "--parent-pid",
+        str(os.getpid()),
+    ]
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
     tail: collections.deque[str] = collections.deque(maxlen=40)
     found: dict[str, Any] = {}
 
@@ -67,7 +83,7 @@ def run_rank(spec: bytes, *, rank: int, n_workers: int, tf_config: str, run_id: 
             line = raw.decode(errors="replace").rstrip("\n")
             for marker in (RESULT, ERROR, PROGRESS):
                 if line.startswith(marker):
-                    record = json.loads(line[len(marker):])
+                    record = json.loads(line[len(marker) :])
                     if marker is PROGRESS:
                         log.info("run %s rank %d: %s", run_id, rank, record)
                     else:
@@ -108,5 +124,6 @@ def run_rank(spec: bytes, *, rank: int, n_workers: int, tf_config: str, run_id: 
     if code == 70:
         how = "exited because its Dask worker went away"
     last = " | ".join(list(tail)[-5:])
-    raise DistributedTrainingError(f"rank {rank}'s TensorFlow process (pid {proc.pid}) on {where} {how}; "
-                                   f"last output: {last or '(none)'}")
+    raise DistributedTrainingError(
+        f"rank {rank}'s TensorFlow process (pid {proc.pid}) on {where} {how}; last output: {last or '(none)'}"
+    )

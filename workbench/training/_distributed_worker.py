@@ -16,9 +16,10 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["main", "RESULT", "ERROR", "PROGRESS"]
+__all__ = ["ERROR", "PROGRESS", "RESULT", "main"]
 
 RESULT = "@@wb-dist-result@@ "
 ERROR = "@@wb-dist-error@@ "
@@ -34,6 +35,7 @@ def _say(marker: str, record: Any) -> None:
 
 def _watch_parent(parent: int, interval: float = 0.5) -> None:
     """Exit when the parent process is gone (its Dask worker was killed): peers then fail at once."""
+
     def watch() -> None:
         while True:
             if os.getppid() != parent:
@@ -60,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = dask_pickle.loads(sys.stdin.buffer.read())
         result = train(spec, rank=args.rank, n_workers=args.n_workers, emit=lambda r: _say(PROGRESS, r))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the Dask task, then to the caller
-        _say(ERROR, {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()[-6000:]})
+        _say(
+            ERROR,
+            {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()[-6000:]},
+        )
         os._exit(1)
     _say(RESULT, result)
     os._exit(0)

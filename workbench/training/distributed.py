@@ -32,9 +32,10 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,21 +50,31 @@ if TYPE_CHECKING:
     from workbench.training.metrics import ClassificationReport
 
 __all__ = [
-    "fit_distributed",
+    "OPTIMIZERS",
+    "CropBuilder",
+    "DatasetRef",
     "DistributedResult",
     "DistributedTrainingError",
-    "DatasetRef",
-    "ShardInfo",
-    "CropBuilder",
     "SeaIceBuilder",
-    "OPTIMIZERS",
+    "ShardInfo",
+    "fit_distributed",
 ]
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("rmsprop", "adam")
 #: Substrings of a rank's error that mean "a peer went away" rather than "this rank's own fault".
-_PEER_SIGNS = ("aborted", "socket closed", "unavailable", "cancelled", "connection reset", "deadline",
-               "failed to connect", "was stopped", "recvbuf", "heartbeat")
+_PEER_SIGNS = (
+    "aborted",
+    "socket closed",
+    "unavailable",
+    "cancelled",
+    "connection reset",
+    "deadline",
+    "failed to connect",
+    "was stopped",
+    "recvbuf",
+    "heartbeat",
+)
 
 
 class DistributedTrainingError(ClusterError):
@@ -89,11 +100,19 @@ class CropBuilder:
         from workbench.models.crops import build_model, fit_percentile_scaling
 
         if len(info.input_shape) != 2:
-            raise DataError(f"crop models take (months, bands) series, the dataset's samples have shape "
-                            f"{info.input_shape}")
+            raise DataError(
+                f"crop models take (months, bands) series, the dataset's samples have shape "
+                f"{info.input_shape}"
+            )
         scaling = fit_percentile_scaling(info.sample_x)
-        return build_model(self.kind, info.input_shape[0], info.input_shape[1], info.n_classes, scaling=scaling,
-                           **dict(self.params))
+        return build_model(
+            self.kind,
+            info.input_shape[0],
+            info.input_shape[1],
+            info.n_classes,
+            scaling=scaling,
+            **dict(self.params),
+        )
 
 
 @dataclass(frozen=True)
@@ -122,15 +141,24 @@ class SeaIceBuilder:
         from workbench.training.seaice import channel_stats
 
         if len(info.input_shape) != 3:
-            raise DataError(f"sea-ice CNNs take (size, size, channels) patches, the dataset's samples have shape "
-                            f"{info.input_shape}")
+            raise DataError(
+                f"sea-ice CNNs take (size, size, channels) patches, the dataset's samples have shape "
+                f"{info.input_shape}"
+            )
         mean, std = channel_stats(info.sample_x, bands=info.bands)
         augment = None
         if self.augment:
             db = [i for i, b in enumerate(info.bands) if b.endswith("_db")] or [0, 1][: info.input_shape[-1]]
             augment = SeaIceAugment(db_channels=db, seed=self.seed)
-        return build_model(self.kind, info.input_shape, info.n_classes, mean=mean, std=std, augment=augment,
-                           **dict(self.params))
+        return build_model(
+            self.kind,
+            info.input_shape,
+            info.n_classes,
+            mean=mean,
+            std=std,
+            augment=augment,
+            **dict(self.params),
+        )
 
 
 @dataclass
@@ -172,7 +200,7 @@ class DistributedResult:
     n_workers: int
     workers: list[str]
     history: list[dict[str, Any]]
-    validation: "ClassificationReport | None"
+    validation: ClassificationReport | None
     class_weight: dict[int, float]
     samples_per_second: float
     steady_samples_per_second: float
@@ -193,7 +221,7 @@ class DistributedResult:
         """Load the trained model from :attr:`model_url`."""
         import keras
 
-        import workbench.models.crops  # noqa: F401 - registers StarCell
+        import workbench.models.crops
         import workbench.models.seaice  # noqa: F401 - registers SeaIceAugment
         from workbench import storage
 
@@ -211,7 +239,7 @@ def _settings(project: Any) -> Any:
     return load_settings(project_dir=Path(project))
 
 
-def _client(client: Any) -> "Client":
+def _client(client: Any) -> Client:
     from distributed import Client
 
     from workbench.cluster import get_client
@@ -223,7 +251,7 @@ def _client(client: Any) -> "Client":
     raise DataError(f"client must be a dask Client, a scheduler address or None, got {type(client).__name__}")
 
 
-def _pick_workers(client: "Client", n_workers: int) -> tuple[list[str], dict[str, float] | None]:
+def _pick_workers(client: Client, n_workers: int) -> tuple[list[str], dict[str, float] | None]:
     from workbench.cluster import GPU_RESOURCE, gpu_workers, task_resources
 
     workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -231,8 +259,10 @@ def _pick_workers(client: "Client", n_workers: int) -> tuple[list[str], dict[str
     pool = gpu_workers(client) if resources else workers
     if len(pool) < n_workers:
         kind = f"workers with a {GPU_RESOURCE} resource" if resources else "workers"
-        raise ClusterError(f"n_workers={n_workers} ranks need as many Dask workers, but the cluster has "
-                           f"{len(pool)} {kind} ({len(workers)} in all); start more workers or ask for fewer")
+        raise ClusterError(
+            f"n_workers={n_workers} ranks need as many Dask workers, but the cluster has "
+            f"{len(pool)} {kind} ({len(workers)} in all); start more workers or ask for fewer"
+        )
     return pool[:n_workers], resources
 
 
@@ -254,8 +284,11 @@ def _settle(futures: list[Any], seconds: float, *, any_done: bool = False) -> No
 
 
 def _root_cause(failures: list[tuple[int, BaseException]]) -> tuple[int, BaseException]:
-    own = [(r, e) for r, e in failures
-           if not any(s in str(e).split("; last output:")[0].lower() for s in _PEER_SIGNS)]
+    own = [
+        (r, e)
+        for r, e in failures
+        if not any(s in str(e).split("; last output:")[0].lower() for s in _PEER_SIGNS)
+    ]
     return (own or failures)[0]
 
 
@@ -370,7 +403,9 @@ def fit_distributed(
     if weight_decay is not None and weight_decay < 0:
         raise DataError(f"weight_decay must be >= 0, got {weight_decay}")
     if not (class_weight is None or class_weight == "balanced" or isinstance(class_weight, Mapping)):
-        raise DataError(f"class_weight must be 'balanced', a {{class: weight}} mapping or None, got {class_weight!r}")
+        raise DataError(
+            f"class_weight must be 'balanced', a {{class: weight}} mapping or None, got {class_weight!r}"
+        )
     if n_classes is not None:
         n_classes = _check("n_classes", n_classes, low=2)
     if not collective_timeout > 0:
@@ -386,55 +421,100 @@ def fit_distributed(
     settings = _settings(project)
     run_id = run_id or uuid.uuid4().hex[:12]
     if model_url is None:
-        model_url = storage.join(settings.storage_root, "models", "distributed", f"{register_as or 'model'}-{run_id}.keras")
+        model_url = storage.join(
+            settings.storage_root, "models", "distributed", f"{register_as or 'model'}-{run_id}.keras"
+        )
     if not str(model_url).endswith(".keras"):
         raise DataError(f"model_url {model_url!r} must end with .keras")
     spec = RunSpec(
-        build_fn=build_fn, dataset=ref, run_id=run_id, n_classes=n_classes, class_names=tuple(class_names),
-        weighted_epochs=weighted_epochs, unweighted_epochs=unweighted_epochs, batch_size=batch_size,
-        learning_rate=float(learning_rate), weight_decay=weight_decay, optimizer=optimizer,
+        build_fn=build_fn,
+        dataset=ref,
+        run_id=run_id,
+        n_classes=n_classes,
+        class_names=tuple(class_names),
+        weighted_epochs=weighted_epochs,
+        unweighted_epochs=unweighted_epochs,
+        batch_size=batch_size,
+        learning_rate=float(learning_rate),
+        weight_decay=weight_decay,
+        optimizer=optimizer,
         class_weight=dict(class_weight) if isinstance(class_weight, Mapping) else class_weight,
-        max_class_weight=max_class_weight, seed=int(seed), deterministic=bool(deterministic),
-        collective_timeout=float(collective_timeout), model_url=str(model_url), register_as=register_as,
-        params=dict(params or {}), aliases=tuple(aliases), project=str(settings.project_dir),
+        max_class_weight=max_class_weight,
+        seed=int(seed),
+        deterministic=bool(deterministic),
+        collective_timeout=float(collective_timeout),
+        model_url=str(model_url),
+        register_as=register_as,
+        params=dict(params or {}),
+        aliases=tuple(aliases),
+        project=str(settings.project_dir),
         storage_options=settings.storage_options() if storage.is_remote(str(model_url)) else None,
     )
     try:
         payload = dask_pickle.dumps(spec)  # cloudpickle where plain pickle cannot (functions of __main__...)
-    except Exception as exc:  # noqa: BLE001 - pickling raises many types
-        raise DataError(f"build_fn cannot be pickled to send it to the workers: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise DataError(
+            f"build_fn cannot be pickled to send it to the workers: {type(exc).__name__}: {exc}"
+        ) from exc
 
     dask = _client(client)
     workers, resources = _pick_workers(dask, n_workers)
     started = time.perf_counter()
-    ports = dask.gather([dask.submit(task.reserve_port, workers=[w], allow_other_workers=False, pure=False,
-                                     key=f"wb-port-{run_id}-{r}") for r, w in enumerate(workers)])
+    ports = dask.gather(
+        [
+            dask.submit(
+                task.reserve_port,
+                workers=[w],
+                allow_other_workers=False,
+                pure=False,
+                key=f"wb-port-{run_id}-{r}",
+            )
+            for r, w in enumerate(workers)
+        ]
+    )
     cluster = [f"{host}:{port}" for host, port in ports]
     abort = Event(f"wb-dist-abort-{run_id}", client=dask)
     futures = []
     for rank, worker in enumerate(workers):
         tf_config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": rank}}
-        futures.append(dask.submit(
-            task.run_rank, payload, rank=rank, n_workers=n_workers, tf_config=json.dumps(tf_config), run_id=run_id,
-            abort=abort.name, workers=[worker], allow_other_workers=False, resources=resources, pure=False,
-            retries=0, key=f"wb-train-{run_id}-rank{rank}",
-        ))
+        futures.append(
+            dask.submit(
+                task.run_rank,
+                payload,
+                rank=rank,
+                n_workers=n_workers,
+                tf_config=json.dumps(tf_config),
+                run_id=run_id,
+                abort=abort.name,
+                workers=[worker],
+                allow_other_workers=False,
+                resources=resources,
+                pure=False,
+                retries=0,
+                key=f"wb-train-{run_id}-rank{rank}",
+            )
+        )
     log.info("distributed training %s: %d ranks on %s", run_id, n_workers, workers)
     failure: BaseException | None = None
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
             _settle(futures, 1.0, any_done=True)
-            if any(f.status in ("error", "cancelled") for f in futures) or all(f.status == "finished" for f in futures):
+            if any(f.status in ("error", "cancelled") for f in futures) or all(
+                f.status == "finished" for f in futures
+            ):
                 break
             alive = set(dask.scheduler_info(n_workers=-1).get("workers", {}))
             gone = [(r, w) for r, w in enumerate(workers) if w not in alive]
             if gone:
                 failure = DistributedTrainingError(
-                    f"worker {gone[0][1]} (rank {gone[0][0]}) left the Dask cluster during training run {run_id}")
+                    f"worker {gone[0][1]} (rank {gone[0][0]}) left the Dask cluster during training run {run_id}"
+                )
                 break
             if deadline is not None and time.monotonic() > deadline:
-                failure = DistributedTrainingError(f"training run {run_id} did not finish within {timeout:g} s")
+                failure = DistributedTrainingError(
+                    f"training run {run_id} did not finish within {timeout:g} s"
+                )
                 break
         if failure is None and all(f.status == "finished" for f in futures):
             results = dask.gather(futures)
@@ -451,15 +531,18 @@ def fit_distributed(
                     if isinstance(exc, DataError):
                         failure = exc
                     else:
-                        failure = DistributedTrainingError(f"training run {run_id} failed: {exc}"
-                                                           + (f" (then {others})" if others else ""))
+                        failure = DistributedTrainingError(
+                            f"training run {run_id} failed: {exc}" + (f" (then {others})" if others else "")
+                        )
             raise failure
     finally:
         dask.cancel(futures)
     return _result(results, workers, spec, time.perf_counter() - started)
 
 
-def _result(results: list[dict[str, Any]], workers: list[str], spec: RunSpec, seconds: float) -> DistributedResult:
+def _result(
+    results: list[dict[str, Any]], workers: list[str], spec: RunSpec, seconds: float
+) -> DistributedResult:
     from workbench.training.metrics import ClassificationReport
 
     chief = results[0]
@@ -472,11 +555,18 @@ def _result(results: list[dict[str, Any]], workers: list[str], spec: RunSpec, se
     return DistributedResult(
         model_url=chief["model_url"],
         registered=(registered["name"], int(registered["version"])) if registered else None,
-        n_workers=len(results), workers=list(workers), history=chief["history"], validation=validation,
+        n_workers=len(results),
+        workers=list(workers),
+        history=chief["history"],
+        validation=validation,
         class_weight={int(k): float(v) for k, v in chief["class_weight"].items()},
         samples_per_second=float(chief["samples_per_second"]),
         steady_samples_per_second=float(chief["steady_samples_per_second"]),
-        step_seconds=float(chief["step_seconds"]), allreduce_seconds_per_step=float(chief["allreduce_seconds_per_step"]),
-        shard_rows=[int(v) for v in chief["shard_rows"]], global_batch_size=spec.batch_size,
-        steps_per_epoch=int(chief["steps_per_epoch"]), seconds=seconds, ranks=results,
+        step_seconds=float(chief["step_seconds"]),
+        allreduce_seconds_per_step=float(chief["allreduce_seconds_per_step"]),
+        shard_rows=[int(v) for v in chief["shard_rows"]],
+        global_batch_size=spec.batch_size,
+        steps_per_epoch=int(chief["steps_per_epoch"]),
+        seconds=seconds,
+        ranks=results,
     )
