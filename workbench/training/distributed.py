@@ -460,18 +460,20 @@ def fit_distributed(
     dask = _client(client)
     workers, resources = _pick_workers(dask, n_workers)
     started = time.perf_counter()
-    ports = dask.gather(
-        [
-            dask.submit(
-                task.reserve_port,
-                workers=[w],
-                allow_other_workers=False,
-                pure=False,
-                key=f"wb-port-{run_id}-{r}",
-            )
-            for r, w in enumerate(workers)
-        ]
-    )
+    port_tasks = [
+        dask.submit(
+            task.reserve_port, workers=[w], allow_other_workers=False, pure=False, key=f"wb-port-{run_id}-{r}"
+        )
+        for r, w in enumerate(workers)
+    ]
+    try:
+        ports = [f.result(timeout=60) for f in port_tasks]
+    except TimeoutError as exc:
+        raise DistributedTrainingError(
+            f"the workers {workers} did not answer within 60 s (busy or gone)"
+        ) from exc
+    finally:
+        dask.cancel(port_tasks)
     cluster = [f"{host}:{port}" for host, port in ports]
     abort = Event(f"wb-dist-abort-{run_id}", client=dask)
     futures = []
@@ -497,6 +499,7 @@ def fit_distributed(
     log.info("distributed training %s: %d ranks on %s", run_id, n_workers, workers)
     failure: BaseException | None = None
     deadline = None if timeout is None else time.monotonic() + timeout
+    succeeded = False
     try:
         while True:
             _settle(futures, 1.0, any_done=True)
@@ -518,6 +521,7 @@ def fit_distributed(
                 break
         if failure is None and all(f.status == "finished" for f in futures):
             results = dask.gather(futures)
+            succeeded = True
         else:
             abort.set()
             _settle(futures, 30.0)
@@ -536,6 +540,8 @@ def fit_distributed(
                         )
             raise failure
     finally:
+        if not succeeded:  # also on an interrupt of the caller: no rank process outlives the run
+            abort.set()
         dask.cancel(futures)
     return _result(results, workers, spec, time.perf_counter() - started)
 
