@@ -1,17 +1,24 @@
 """Keras models for crop-type classification of per-pixel time series ``(months, bands)``.
 
 * :func:`build_lstm` — multi-layer LSTM (the paper's model: 2–4 layers of
-  100–300 cells);
+  100–300 cells, dropout, trained with RMSprop at lr 1e-3);
 * :func:`build_tempcnn` — TempCNN as published by Pelletier et al. (2019):
   three 1-D convolutions of 64 filters, kernel 5, same padding, he-normal
   initialisation, L2 1e-6, batch normalisation, ReLU and dropout 0.5, no
   pooling; flatten; dense 256 with BN/ReLU/dropout; softmax;
 * :func:`build_starrnn` — stacked STAR cells (Turkoglu et al. 2021),
-  :class:`StarCell`.
+  :class:`StarCell`, batch normalisation over the outputs of every layer and
+  layer normalisation of the last state, as in the reference implementation;
+* :func:`build_transformer` — the Transformer encoder of BreizhCrops
+  (Rußwurm et al. 2020): dense embedding + ReLU, post-norm encoder blocks
+  (:class:`TransformerBlock`), final layer norm, max-pooling over time, ReLU,
+  softmax; sizes scaled down for CPUs.
 
-Every model starts with a per-band scaling layer holding the 2nd/98th
-percentile min–max scaling fitted on the training split
-(:func:`fit_percentile_scaling`), so a saved model takes raw reflectances.
+Every model starts with a per-band scaling layer fitted on the training split
+(:func:`fit_percentile_scaling`: 2nd/98th percentile min–max, or
+:func:`fit_standard_scaling`: mean/std), so a saved model takes raw
+reflectances. The custom layers are registered Keras serializables (package
+``workbench``): importing this module is enough to load a saved model.
 """
 
 from __future__ import annotations
@@ -44,11 +51,17 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MODEL_NAMES",
     "PAPER_RESULTS",
+    "BREIZHCROPS_RESULTS",
     "StarCell",
+    "PositionalEncoding",
+    "TransformerBlock",
     "fit_percentile_scaling",
+    "fit_standard_scaling",
+    "fit_scaling",
     "build_lstm",
     "build_tempcnn",
     "build_starrnn",
+    "build_transformer",
     "build_model",
     "CROP_DEFAULTS",
     "CropRun",
@@ -59,7 +72,7 @@ __all__ = [
     "grid_search_lstm",
 ]
 
-MODEL_NAMES = ("lstm", "tempcnn", "starrnn")
+MODEL_NAMES = ("lstm", "tempcnn", "starrnn", "transformer")
 
 #: Published figures on the validation tile (overall accuracy %, median F1 %).
 PAPER_RESULTS: dict[str, dict[str, float]] = {
@@ -67,6 +80,9 @@ PAPER_RESULTS: dict[str, dict[str, float]] = {
     "tempcnn": {"overall_accuracy": 81.71, "median_f1": 78.33},
     "starrnn": {"overall_accuracy": 81.17, "median_f1": 83.73},
 }
+
+#: BreizhCrops (Rußwurm et al. 2020), Table 4 (FRH04 test region): overall accuracy %.
+BREIZHCROPS_RESULTS: dict[str, float] = {"transformer": 80.0, "lstm": 79.0, "starrnn": 79.0, "tempcnn": 78.0}
 
 
 def fit_percentile_scaling(x: np.ndarray, *, low: float = 2.0, high: float = 98.0) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +101,32 @@ def fit_percentile_scaling(x: np.ndarray, *, low: float = 2.0, high: float = 98.
     hi = np.nanpercentile(flat, high, axis=0)
     hi = np.where(hi - lo > 1e-6, hi, lo + 1e-6)
     return lo.astype(np.float32), hi.astype(np.float32)
+
+
+def fit_standard_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band ``mean − std`` and ``mean + std`` of training samples ``(n, steps, bands)``.
+
+    The same ``(lo, hi)`` form as :func:`fit_percentile_scaling`: the model's
+    first layer maps ``lo .. hi`` onto ``0 .. 1``, i.e. a standardisation up to
+    an affine shift.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise DataError(f"training samples must be a non-empty (n, steps, bands) array, got shape {x.shape}")
+    flat = x.reshape(-1, x.shape[-1])
+    mean = np.nanmean(flat, axis=0)
+    std = np.nanstd(flat, axis=0)
+    std = np.where(std > 1e-6, std, 1e-6)
+    return (mean - std).astype(np.float32), (mean + std).astype(np.float32)
+
+
+def fit_scaling(x: np.ndarray, *, method: str = "percentile") -> tuple[np.ndarray, np.ndarray]:
+    """Input scaling fitted on the training split: ``"percentile"`` (2nd/98th) or ``"standard"`` (mean ± std)."""
+    if method == "percentile":
+        return fit_percentile_scaling(x)
+    if method == "standard":
+        return fit_standard_scaling(x)
+    raise DataError(f"scaling method must be 'percentile' or 'standard', got {method!r}")
 
 
 def _inputs(n_steps: int, n_bands: int, scaling: tuple[np.ndarray, np.ndarray] | None) -> tuple[Any, Any]:
@@ -106,6 +148,7 @@ def _check_classes(n_classes: int) -> None:
         raise DataError(f"n_classes must be an integer >= 2, got {n_classes!r}")
 
 
+@checked_keywords
 def build_lstm(
     n_steps: int,
     n_bands: int,
@@ -119,10 +162,7 @@ def build_lstm(
 ) -> keras.Model:
     """Multi-layer LSTM classifier: ``n_layers`` LSTMs of ``units`` cells, last state → softmax."""
     _check_classes(n_classes)
-    if n_layers < 1 or units < 1:
-        raise DataError(f"n_layers and units must be >= 1, got {n_layers} and {units}")
-    if not 0 <= dropout < 1:
-        raise DataError(f"dropout must be in [0, 1), got {dropout}")
+    _check_layers(n_layers, units, dropout)
     inp, x = _inputs(n_steps, n_bands, scaling)
     for i in range(n_layers):
         x = layers.LSTM(units, return_sequences=i < n_layers - 1, name=f"lstm_{i}")(x)
@@ -132,6 +172,7 @@ def build_lstm(
     return keras.Model(inp, out, name=name)
 
 
+@checked_keywords
 def build_tempcnn(
     n_steps: int,
     n_bands: int,
@@ -170,7 +211,13 @@ class StarCell(layers.Layer):
     """The STAR recurrent cell (Turkoglu et al. 2021), usable in ``keras.layers.RNN``.
 
     ``z = tanh(W_z x + b_z)``, ``k = σ(W_x x + W_h h + b_k)``,
-    ``h' = tanh((1 − k) ⊙ h + k ⊙ z)``.
+    ``h' = tanh(h + k ⊙ (z − h))`` — the same as ``tanh((1 − k) ⊙ h + k ⊙ z)``
+    written as the paper's single-gate update: one gate, no recurrent path into
+    the candidate ``z``, so the Jacobian ``∂h'/∂h`` stays close to ``1 − k`` and
+    gradients survive many stacked layers and long series. Weights start
+    orthogonal and the gate bias at −1 (``k ≈ 0.27``: most of the state is
+    kept at each step), as the reference implementation's ``+1`` on its
+    keep-gate ``1 − k``.
 
     Parameters
     ----------
@@ -180,21 +227,20 @@ class StarCell(layers.Layer):
 
     def __init__(self, units: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if units < 1:
-            raise DataError(f"units must be >= 1, got {units}")
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise DataError(f"units must be a positive integer, got {units!r}")
         self.units = int(units)
         self.state_size = self.units
         self.output_size = self.units
 
     def build(self, input_shape: Any) -> None:
         dim = int(input_shape[-1])
-        self.w_z = self.add_weight(shape=(dim, self.units), initializer="glorot_uniform", name="w_z")
+        self.w_z = self.add_weight(shape=(dim, self.units), initializer="orthogonal", name="w_z")
         self.b_z = self.add_weight(shape=(self.units,), initializer="zeros", name="b_z")
-        self.w_x = self.add_weight(shape=(dim, self.units), initializer="glorot_uniform", name="w_x")
+        self.w_x = self.add_weight(shape=(dim, self.units), initializer="orthogonal", name="w_x")
         self.w_h = self.add_weight(shape=(self.units, self.units), initializer="orthogonal", name="w_h")
-        # k is the share of the state that is replaced at each step; a negative gate bias (k ≈ σ(-1) ≈ 0.27 at
-        # the start) keeps most of the state, as the reference implementation does, so that long series
-        # (149 dates) are not forgotten step by step
+        # k is the share of the state replaced at each step; σ(-1) ≈ 0.27 keeps most of it, so that long
+        # series (149 dates) are not forgotten step by step
         self.b_k = self.add_weight(shape=(self.units,), initializer=keras.initializers.Constant(-1.0), name="b_k")
         super().build(input_shape)
 
@@ -202,13 +248,22 @@ class StarCell(layers.Layer):
         h = states[0] if isinstance(states, (list, tuple)) else states
         z = ops.tanh(ops.matmul(inputs, self.w_z) + self.b_z)
         k = ops.sigmoid(ops.matmul(inputs, self.w_x) + ops.matmul(h, self.w_h) + self.b_k)
-        new_h = ops.tanh((1.0 - k) * h + k * z)
+        new_h = ops.tanh(h + k * (z - h))
         return new_h, [new_h]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
 
 
+def _check_layers(n_layers: int, units: int, dropout: float) -> None:
+    for name, value in (("n_layers", n_layers), ("units", units)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DataError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise DataError(f"dropout must be in [0, 1), got {dropout!r}")
+
+
+@checked_keywords
 def build_starrnn(
     n_steps: int,
     n_bands: int,
@@ -217,27 +272,153 @@ def build_starrnn(
     n_layers: int = 3,
     units: int = 128,
     dropout: float = 0.2,
+    batch_norm: bool = True,
+    layer_norm: bool = True,
     scaling: tuple[np.ndarray, np.ndarray] | None = None,
     name: str = "starrnn",
 ) -> keras.Model:
-    """Stacked StarRNN classifier: ``n_layers`` RNNs of :class:`StarCell`, last state → softmax."""
+    """Stacked StarRNN classifier (the reference implementation's layout).
+
+    ``n_layers`` RNNs of :class:`StarCell` (``units`` each), every layer's
+    output sequence followed by dropout and (``batch_norm``) batch
+    normalisation; the last state is layer-normalised (``layer_norm``) and fed
+    to a softmax. The defaults are BreizhCrops' (3 × 128, dropout 0.2).
+    """
     _check_classes(n_classes)
-    if n_layers < 1:
-        raise DataError(f"n_layers must be >= 1, got {n_layers}")
-    if not 0 <= dropout < 1:
-        raise DataError(f"dropout must be in [0, 1), got {dropout}")
+    _check_layers(n_layers, units, dropout)
     inp, x = _inputs(n_steps, n_bands, scaling)
     for i in range(n_layers):
-        x = layers.RNN(StarCell(units), return_sequences=i < n_layers - 1, name=f"star_{i}")(x)
+        last = i == n_layers - 1
+        x = layers.RNN(StarCell(units), return_sequences=not last, name=f"star_{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+        if batch_norm and not last:
+            x = layers.BatchNormalization(name=f"bn_{i}")(x)
+    if layer_norm:
+        x = layers.LayerNormalization(name="state_norm")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    return keras.Model(inp, out, name=name)
+
+
+@keras.saving.register_keras_serializable(package="workbench")
+class PositionalEncoding(layers.Layer):
+    """Adds the sinusoidal position code of Vaswani et al. (2017) to a ``(batch, steps, d)`` sequence.
+
+    BreizhCrops' encoder has none (its inputs carry the day of year); here
+    the series are regular, so the position is the date. No weights.
+    """
+
+    def call(self, inputs: Any) -> Any:
+        steps = ops.shape(inputs)[1]
+        dim = int(inputs.shape[-1])
+        pos = ops.cast(ops.arange(steps)[:, None], "float32")
+        i = ops.cast(ops.arange(dim)[None, :], "float32")
+        angle = pos / ops.power(10000.0, (2.0 * ops.floor(i / 2.0)) / float(dim))
+        even = ops.cast(ops.equal(ops.mod(ops.arange(dim), 2), 0), "float32")[None, :]
+        code = even * ops.sin(angle) + (1.0 - even) * ops.cos(angle)
+        return inputs + ops.cast(code[None], inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="workbench")
+class TransformerBlock(layers.Layer):
+    """One post-norm Transformer encoder layer (PyTorch's ``TransformerEncoderLayer`` layout).
+
+    ``x = LN(x + Dropout(MHA(x, x)))``, ``x = LN(x + Dropout(W₂ Dropout(ReLU(W₁ x))))``.
+
+    Parameters
+    ----------
+    d_model, n_heads, d_inner, dropout
+        Model width, attention heads, feed-forward width, dropout rate.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_inner: int, dropout: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for label, value in (("d_model", d_model), ("n_heads", n_heads), ("d_inner", d_inner)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise DataError(f"{label} must be a positive integer, got {value!r}")
+        if d_model % n_heads:
+            raise DataError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
+        if not 0 <= dropout < 1:
+            raise DataError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.d_model, self.n_heads, self.d_inner, self.dropout = int(d_model), int(n_heads), int(d_inner), float(dropout)
+        self.attention = layers.MultiHeadAttention(self.n_heads, self.d_model // self.n_heads, dropout=self.dropout,
+                                                   name="attention")
+        self.norm_1 = layers.LayerNormalization(epsilon=1e-5, name="norm_1")
+        self.norm_2 = layers.LayerNormalization(epsilon=1e-5, name="norm_2")
+        self.inner = layers.Dense(self.d_inner, activation="relu", name="inner")
+        self.outer = layers.Dense(self.d_model, name="outer")
+        self.drop_1 = layers.Dropout(self.dropout)
+        self.drop_2 = layers.Dropout(self.dropout)
+        self.drop_3 = layers.Dropout(self.dropout)
+
+    def build(self, input_shape: Any) -> None:
+        self.attention.build(input_shape, input_shape)
+        self.norm_1.build(input_shape)
+        self.inner.build(input_shape)
+        self.outer.build((*input_shape[:-1], self.d_inner))
+        self.norm_2.build(input_shape)
+        super().build(input_shape)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        attended = self.attention(inputs, inputs, training=training)
+        x = self.norm_1(inputs + self.drop_1(attended, training=training))
+        inner = self.drop_2(self.inner(x), training=training)
+        return self.norm_2(x + self.drop_3(self.outer(inner), training=training))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "d_model": self.d_model, "n_heads": self.n_heads,
+                "d_inner": self.d_inner, "dropout": self.dropout}
+
+
+@checked_keywords
+def build_transformer(
+    n_steps: int,
+    n_bands: int,
+    n_classes: int,
+    *,
+    d_model: int = 32,
+    n_heads: int = 2,
+    n_layers: int = 2,
+    d_inner: int = 64,
+    dropout: float = 0.2,
+    positional: bool = True,
+    scaling: tuple[np.ndarray, np.ndarray] | None = None,
+    name: str = "transformer",
+) -> keras.Model:
+    """BreizhCrops' Transformer encoder classifier.
+
+    Dense ``d_model`` embedding + ReLU, (``positional``) a sinusoidal position
+    code, ``n_layers`` :class:`TransformerBlock`, final layer norm, max over
+    time, ReLU, softmax. BreizhCrops' defaults are ``d_model=64, n_heads=1,
+    n_layers=3, d_inner=256, dropout≈0.4``; the defaults here are half that
+    width and depth so that CPUs train it in seconds.
+    """
+    _check_classes(n_classes)
+    _check_layers(n_layers, d_model, dropout)
+    inp, x = _inputs(n_steps, n_bands, scaling)
+    x = layers.Dense(d_model, activation="relu", name="embedding")(x)
+    if positional:
+        x = PositionalEncoding(name="positions")(x)
+    for i in range(n_layers):
+        x = TransformerBlock(d_model, n_heads, d_inner, dropout, name=f"encoder_{i}")(x)
+    x = layers.LayerNormalization(epsilon=1e-5, name="encoder_norm")(x)
+    x = layers.GlobalMaxPooling1D(name="max_over_time")(x)
+    x = layers.Activation("relu", name="relu_out")(x)
     out = layers.Dense(n_classes, activation="softmax", name="classes")(x)
     return keras.Model(inp, out, name=name)
 
 
 def build_model(name: str, n_steps: int, n_bands: int, n_classes: int, **kwargs: Any) -> keras.Model:
-    """Build one of :data:`MODEL_NAMES` (``lstm``, ``tempcnn``, ``starrnn``) with its keyword arguments."""
-    builders = {"lstm": build_lstm, "tempcnn": build_tempcnn, "starrnn": build_starrnn}
+    """Build one of :data:`MODEL_NAMES` (``lstm``, ``tempcnn``, ``starrnn``, ``transformer``).
+
+    Keyword arguments go to the builder; one it does not take raises
+    :class:`~workbench.errors.ArgumentError` (a ``DataError`` and ``TypeError``) naming it.
+    """
+    builders = {"lstm": build_lstm, "tempcnn": build_tempcnn, "starrnn": build_starrnn,
+                "transformer": build_transformer}
     if name not in builders:
         raise DataError(f"unknown crop model {name!r}; expected one of {MODEL_NAMES}")
     return builders[name](n_steps, n_bands, n_classes, **kwargs)
@@ -248,6 +429,7 @@ CROP_DEFAULTS: dict[str, dict[str, Any]] = {
     "lstm": {"n_layers": 2, "units": 64},
     "tempcnn": {},
     "starrnn": {"n_layers": 2, "units": 64},
+    "transformer": {},
 }
 
 
@@ -321,7 +503,7 @@ def train_crop_models(
         besides ``train``.
     """
     from workbench.datasets.pixels import split_arrays
-    from workbench.training.fit import evaluate, two_phase_fit
+    from workbench.training.fit import evaluate, seed_everything, two_phase_fit
 
     arrays = split_arrays(samples)
     if "train" not in arrays or len(arrays["train"][1]) == 0:
@@ -335,7 +517,7 @@ def train_crop_models(
         if name not in MODEL_NAMES:
             raise DataError(f"unknown crop model {name!r}; expected one of {MODEL_NAMES}")
         kwargs = dict(chosen.get(name, {}))
-        keras.utils.set_random_seed(seed)  # before building: the same seed gives the same initial weights
+        seed_everything(seed)  # before building: the same seed gives the same initial weights
         model = build_model(name, x_train.shape[1], x_train.shape[2], n_classes, scaling=scaling, **kwargs)
         result = two_phase_fit(
             model, x_train, y_train, n_classes=n_classes,
@@ -468,7 +650,7 @@ def grid_search_lstm(
     """
     from workbench.datasets.pixels import split_arrays
     from workbench.experiments import OptimizationConfig, Searchspace, lagom
-    from workbench.training.fit import evaluate, two_phase_fit
+    from workbench.training.fit import evaluate, seed_everything, two_phase_fit
 
     if not layers or not cells:
         raise DataError("layers and cells must each hold at least one value")
@@ -485,7 +667,7 @@ def grid_search_lstm(
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 reporter.broadcast(float((logs or {}).get("val_accuracy", 0.0)), epoch)
 
-        keras.utils.set_random_seed(seed)  # every trial starts from the weights its seed gives
+        seed_everything(seed)  # every trial starts from the weights its seed gives
         model = build_lstm(x_train.shape[1], x_train.shape[2], n_classes, n_layers=int(hparams["n_layers"]),
                            units=int(hparams["units"]), scaling=scaling)
         two_phase_fit(model, x_train, y_train, n_classes=n_classes, validation_data=(x_val, y_val),

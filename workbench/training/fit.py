@@ -184,15 +184,13 @@ def two_phase_fit(
     seed
         Seed of Keras' random generators for shuffling and dropout (``None``: leave them alone). The
         initial weights come from the seed in force when the model was *built*: call
-        ``keras.utils.set_random_seed`` before building (as :func:`workbench.models.crops.train_crop_models`
+        :func:`seed_everything` before building (as :func:`workbench.models.crops.train_crop_models`
         does) for a run that replays exactly.
 
     Returns
     -------
     TrainingResult
     """
-    import keras
-
     if weighted_epochs < 0 or unweighted_epochs < 0 or weighted_epochs + unweighted_epochs == 0:
         raise DataError(
             f"epochs must be >= 0 and not both 0, got weighted={weighted_epochs}, unweighted={unweighted_epochs}"
@@ -213,7 +211,7 @@ def two_phase_fit(
     if not is_dataset:
         _check_finite(x, "x")
     if seed is not None:
-        keras.utils.set_random_seed(seed)  # shuffling and dropout; seed before building for the same weights
+        seed_everything(seed)  # shuffling and dropout; seed before building for the same weights
     labels = _labels_of(x, y)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise DataError(f"labels must be in 0..{n_classes - 1}; got {int(labels.min())}..{int(labels.max())}")
@@ -229,11 +227,11 @@ def two_phase_fit(
             continue
         done = len(history)
         h = model.fit(x, initial_epoch=done, epochs=done + epochs, class_weight=cw, **fit_kwargs)
-        for i in range(epochs):
+        for i in range(len(h.history.get("loss", []))):  # fewer than `epochs` when a callback stopped early
             history.append({"phase": float(phase), **{k: float(v[i]) for k, v in h.history.items()}})
         log.info("phase %d (%s): %d epochs, last %s", phase, "weighted" if cw else "unweighted", epochs, history[-1])
     seconds = time.perf_counter() - start
-    n = labels.size * (weighted_epochs + unweighted_epochs)
+    n = labels.size * len(history)
     return TrainingResult(
         model=model, history=history, class_weight=weights, seconds=seconds,
         samples_per_second=n / seconds if seconds > 0 else 0.0,
