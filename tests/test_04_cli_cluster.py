@@ -2,10 +2,13 @@
 
 ``dask scheduler`` and two ``dask worker --nthreads 1`` processes run on 127.0.0.1, each worker in a working
 and temporary directory of its own (:mod:`tests.servers.dask_cli`). With ``WORKBENCH_DASK_ADDRESS`` set to that
-scheduler, a tuning experiment (notebook 04_experiments), S2 compositing and the demo's Polar chain
-(preprocess_s1 -> seaice_patches -> train_seaice -> seaice_chart, papermill) run unchanged. Each test checks that
+scheduler, a tuning experiment (notebook 04_experiments) and S2 compositing run unchanged. Each test checks that
 the cluster did the work (tasks on the scheduler), that the outputs are in the project's store and complete, and
 that no worker left a file in its own working or temporary directory.
+
+The demo's Polar chain (preprocess_s1 -> seaice_patches -> train_seaice -> seaice_chart, papermill) runs on this
+same session cluster in tests/test_05_pipeline_replay.py, with the same checks, twice (a deterministic run and
+its replay), so that the suite pays for that chain once.
 """
 
 from __future__ import annotations
@@ -17,12 +20,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.notebook_checks import demo_stage_pipeline
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @dataclass
 class Cluster:
@@ -103,10 +102,10 @@ def test_sentinel2_compositing_on_the_cluster(on_cluster: Cluster, project_dir: 
     items = generate_sentinel2_samples("s2", n_tiles=2, size=32, seed=5, register=False)
     get_client()  # as notebook 02_preprocess_s2 does: the client becomes the default scheduler
     done = on_cluster.processed()
-    composites = composite_tiles(items, Path("data") / "composites", agronomic_year=2023, chunk=16)
+    composites = composite_tiles(items, Path("data") / "composites", agronomic_year=2023, chunk=32)
     assert on_cluster.processed() > done, "the composites were not computed on the CLI workers"
     with dask.config.set(scheduler="threads"):
-        reference = composite_tiles(items, project_dir / "reference", agronomic_year=2023, chunk=16)
+        reference = composite_tiles(items, project_dir / "reference", agronomic_year=2023, chunk=32)
     assert set(composites) == set(reference) and len(composites) == 2
     for tile, url in composites.items():
         assert Path(url).resolve().is_relative_to(project_dir)
@@ -133,51 +132,22 @@ def test_tuning_experiment_notebook_on_the_cluster(on_cluster: Cluster, project_
     assert Path(model["path"]).is_file() and Path(model["path"]).is_relative_to(project_dir) and model["sha256"]
 
 
-def _polar_chain(directory: Path) -> Path:
-    """The demo's Polar stages, small: S1 preprocessing on the cluster, patches, the two CNNs, the chart."""
-    demo = yaml.safe_load((ROOT / "notebooks" / "pipelines" / "demo.yaml").read_text())
-    small = {
-        "preprocess_s1": {"size": 1024, "chunk": 128},
-        "seaice_patches": {"patch_size": 16, "stride": 8, "block": 64},
-        "train_seaice": {"epochs": 1, "vgg_epochs": 1, "vgg_width": 0.125},
-        "seaice_chart": {},
-    }
-    stages = []
-    for stage in demo["stages"]:
-        if stage["name"] in small:
-            stages.append({**stage, "notebook": str(ROOT / stage["notebook"]),
-                           "parameters": {**stage["parameters"], **small[stage["name"]]}})
-    pipeline = directory / "polar.yaml"
-    directory.mkdir(parents=True, exist_ok=True)
-    pipeline.write_text(yaml.safe_dump({"name": "polar", "kernel": "python3", "stages": stages,
-                                        "parameters": {"dask_address": "", "data_dir": "data"}}))
-    return pipeline
+def test_exported_archive_model_is_loaded_by_the_workers_from_the_project(on_cluster: Cluster,
+                                                                          project_dir: Path) -> None:
+    """An embedded processor model given as an exported archive: unpacked once under the project, not by
+    each worker into its own temporary directory (where ``registry.load`` keeps a copy)."""
+    import keras
 
+    from workbench import registry
+    from workbench.processors.base import ModelRef
+    from workbench.processors.models import resolve_model, warm_workers
 
-def test_polar_chain_on_the_cluster(on_cluster: Cluster, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workbench.errors import DataError
-    from workbench.pipeline import run_pipeline
-    from workbench.samples.sarsen_assets import find_grd_safe
-    from workbench.storage import open_zarr
-
-    try:
-        monkeypatch.setenv("SARSEN_ASSETS_DIR", str(find_grd_safe().parent))
-    except DataError as exc:
-        pytest.skip(str(exc))
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")])
+    registry.save_model("tiny_chart", model, input_example=np.zeros((2, 4, 4, 3), "float32"))
+    archive = registry.export("tiny_chart", 1, project_dir / "export" / "tiny_chart.tar.gz")
+    spec = resolve_model(ModelRef(path=str(archive)), mode="embedded")
+    assert Path(spec.path).is_dir() and Path(spec.path).is_relative_to(project_dir / "processors" / "models")
+    assert resolve_model(ModelRef(path=str(archive)), mode="embedded").path == spec.path  # unpacked once
     done = on_cluster.processed()
-    record = run_pipeline(_polar_chain(project_dir / "pipelines"), progress=False)
-    failed = [s for s in record["stages"] if s["status"] != "ok"]
-    assert record["status"] == "ok", failed[0].get("error") if failed else record.get("error")
+    warm_workers(spec, client=on_cluster.client)
     assert on_cluster.processed() > done
-    assert any(p.startswith("sigma0") for p in on_cluster.task_prefixes()), "S1 preprocessing did not use the cluster"
-    outputs = {s["name"]: s["outputs"] for s in record["stages"]}
-    for stage, out in outputs.items():
-        for key, entry in out.items():
-            path = Path(entry["path"])
-            assert path.exists() and entry["sha256"], f"{stage}.{key}: {path}"
-            if path.is_relative_to(project_dir):
-                continue
-            assert key in {"chart", "safe"}, f"{stage}.{key} is outside the project: {path}"
-    cube = open_zarr(outputs["preprocess_s1"]["cube"]["path"]).load()
-    assert np.isfinite(cube["sar"].values).mean() > 0.5, "chunks written by the workers are missing"
-    assert Path(outputs["seaice_chart"]["cog"]["path"]).stat().st_size > 0

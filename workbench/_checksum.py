@@ -13,6 +13,8 @@ durations and throughput figures. :func:`content_checksum` hashes what is left w
 * anything else: the bytes.
 
 A random id is a UUID or 32 hex digits (what ``uuid4().hex`` gives); dates and numbers are data and stay.
+With ``base`` (the run's project directory), that path is masked too wherever content names it, so that a
+replay into another project directory compares equal.
 """
 
 from __future__ import annotations
@@ -35,31 +37,34 @@ VOLATILE_KEYS = frozenset({
     "seconds", "patches_per_s", "samples_per_s", "train_seconds", "fit_seconds", "elapsed", "elapsed_s", "txnId",
     "run_id", "artifact_uri", "time", "when", "clientVersion", "engineInfo", "num_retries",
 })
-_RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+#: (RE2 syntax too: Arrow's regular expressions run it over Parquet string columns.)
+_RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{32}\b")
 _BLOCK = 1 << 20
 
 
-def _mask(text: str) -> str:
+def _mask(text: str, base: str | None = None) -> str:
+    if base:
+        text = text.replace(base, "<project>")
     return _RANDOM_ID.sub("<id>", text)
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: Any, base: str | None) -> Any:
     if isinstance(value, dict):
-        return {_mask(str(k)): _canonical(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+        return {_mask(str(k), base): _canonical(v, base) for k, v in value.items() if k not in VOLATILE_KEYS}
     if isinstance(value, list):
-        return [_canonical(v) for v in value]
+        return [_canonical(v, base) for v in value]
     if isinstance(value, str):
         stripped = value.strip()
         if stripped[:1] in "{[" and len(stripped) < 1 << 24:  # JSON nested in a string (Delta commit info)
             try:
-                return {"<json>": _canonical(json.loads(stripped))}
+                return {"<json>": _canonical(json.loads(stripped), base)}
             except ValueError:
                 pass
-        return _mask(value)
+        return _mask(value, base)
     return value
 
 
-def _json_digest(data: bytes) -> bytes | None:
+def _json_digest(data: bytes, base: str | None) -> bytes | None:
     """Canonical JSON (one document, or one per line as in a Delta log), or None when it is not JSON."""
     try:
         text = data.decode()
@@ -72,10 +77,10 @@ def _json_digest(data: bytes) -> bytes | None:
             docs = [json.loads(line) for line in text.splitlines() if line.strip()]
         except ValueError:
             return None
-    return json.dumps([_canonical(d) for d in docs], sort_keys=True, default=str).encode()
+    return json.dumps([_canonical(d, base) for d in docs], sort_keys=True, default=str).encode()
 
 
-def _parquet_digest(path: Path) -> bytes | None:
+def _parquet_digest(path: Path, base: str | None) -> bytes | None:
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -88,6 +93,8 @@ def _parquet_digest(path: Path) -> bytes | None:
     for name in table.column_names:
         column = table[name]
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            if base:
+                column = pc.replace_substring(column, base, "<project>")
             column = pc.replace_substring_regex(column, _RANDOM_ID.pattern, "<id>")
         digest.update(name.encode())
         sink = io.BytesIO()
@@ -97,29 +104,29 @@ def _parquet_digest(path: Path) -> bytes | None:
     return digest.digest()
 
 
-def _zip_digest(path: Path) -> bytes | None:
+def _zip_digest(path: Path, base: str | None) -> bytes | None:
     try:
         with zipfile.ZipFile(path) as archive:
             digest = hashlib.sha256()
             for name in sorted(archive.namelist()):
                 data = archive.read(name)
                 digest.update(_mask(name).encode())
-                digest.update((_json_digest(data) if name.endswith(".json") else None) or data)
+                digest.update((_json_digest(data, base) if name.endswith(".json") else None) or data)
             return digest.digest()
     except (zipfile.BadZipFile, OSError):
         return None
 
 
-def _file_digest(path: Path) -> bytes:
+def _file_digest(path: Path, base: str | None) -> bytes:
     suffix = path.suffix.lower()
     special: bytes | None = None
     if suffix in (".keras", ".zip"):
-        special = _zip_digest(path)
+        special = _zip_digest(path, base)
     elif suffix == ".json" or path.parent.name == "_delta_log":
         if path.stat().st_size < 1 << 26:
-            special = _json_digest(path.read_bytes())
+            special = _json_digest(path.read_bytes(), base)
     elif suffix == ".parquet":
-        special = _parquet_digest(path)
+        special = _parquet_digest(path, base)
     if special is not None:
         return hashlib.sha256(suffix.encode() + special).digest()
     digest = hashlib.sha256()
@@ -129,16 +136,20 @@ def _file_digest(path: Path) -> bytes:
     return digest.digest()
 
 
-def content_checksum(path: str | os.PathLike[str]) -> str | None:
-    """SHA-256 over the content of a file or folder (see the module docstring); None if absent or remote."""
+def content_checksum(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None) -> str | None:
+    """SHA-256 over the content of a file or folder (see the module docstring); None if absent or remote.
+
+    ``base``: a directory (the run's project directory) whose path is masked where the content names it.
+    """
     if "://" in str(path):
         return None
     p = Path(path)
+    root = str(Path(base).resolve()) if base else None
     if p.is_file():
-        return _file_digest(p).hex()
+        return _file_digest(p, root).hex()
     if not p.is_dir():
         return None
-    entries = sorted((_mask(str(f.relative_to(p))), _file_digest(f)) for f in p.rglob("*") if f.is_file())
+    entries = sorted((_mask(str(f.relative_to(p))), _file_digest(f, root)) for f in p.rglob("*") if f.is_file())
     digest = hashlib.sha256()
     for name, file_digest in entries:
         digest.update(name.encode() + b"\0" + file_digest)

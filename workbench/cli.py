@@ -45,7 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise WorkbenchError(f"--param {item!r} must look like NAME=VALUE (VALUE as YAML)")
         params[key] = yaml.safe_load(value)
     record = run_pipeline(
-        args.pipeline, runs_dir=args.runs_dir, parameters=params, kernel=args.kernel,
+        args.pipeline, runs_dir=args.runs_dir, project_dir=args.project_dir, parameters=params, kernel=args.kernel,
         resume=args.resume, replay=args.replay, deterministic=True if args.deterministic else None,
         progress=not args.quiet,
     )
@@ -53,6 +53,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         secs = f"{row['seconds']:.1f}s" if row["seconds"] is not None else ""
         print(f"  {row['stage']:<20} {row['status']:<8} {secs:>8}  {row['error']}")
     base = Path(args.runs_dir) if args.runs_dir else Path(record["project_dir"]) / "runs"
+    if args.replay and not args.runs_dir:
+        from workbench.runs import runs_root
+
+        base = runs_root(None)
     run_dir = base / record["run_id"]
     if record["status"] != "ok":
         failed = next((s for s in record["stages"] if s["status"] in ("failed", "interrupted")), None)
@@ -187,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--deterministic", action="store_true",
                      help="TensorFlow op determinism and a fixed hash seed in the notebook kernels (replays match)")
     run.add_argument("--runs-dir", help="where run folders go (default <project>/runs)")
+    run.add_argument("--project-dir", help="working directory of the notebooks and project of the run (default: "
+                     "the project_dir setting; with --replay, the run's) - a fresh one replays from a clean state")
     run.add_argument("--kernel", help="Jupyter kernel (default: the pipeline's, 'workbench')")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a shared parameter")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 RUN_DIR_ENV = "WORKBENCH_RUN_DIR"
 STAGE_ENV = "WORKBENCH_STAGE"
+PROJECT_ENV = "WORKBENCH_PROJECT_DIR"
 #: Environment of the notebook kernels of a deterministic run: TensorFlow op determinism (read by TensorFlow's
 #: C++ core at start, as ``tf.config.experimental.enable_op_determinism`` sets it) and a fixed ``hash()`` seed.
 DETERMINISM_ENV = {"TF_DETERMINISTIC_OPS": "1", "PYTHONHASHSEED": "0"}
@@ -192,16 +193,17 @@ def record_outputs(**paths: str | os.PathLike[str]) -> dict[str, str]:
     return recorded
 
 
-def checksum(path: str | os.PathLike[str]) -> str | None:
+def checksum(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None) -> str | None:
     """SHA-256 over the content of a file or folder, without the stamps writers add; None if absent or remote.
 
     Archive member times, Keras' ``date_saved``, the feature store's random commit ids and dates, Delta-log
     commit times and durations are left out (:func:`workbench._checksum.content_checksum`), so that two
-    deterministic runs of a stage give the same checksum.
+    deterministic runs of a stage give the same checksum. ``base`` (the run's project directory) is masked
+    where the content names it, so that a replay into another project directory compares equal.
     """
     from workbench._checksum import content_checksum
 
-    return content_checksum(path)
+    return content_checksum(path, base=base)
 
 
 def _package_versions() -> dict[str, str]:
@@ -503,7 +505,10 @@ def run_pipeline(
         Id of a failed or interrupted run to continue from its failed stage.
     replay
         Id of a run to re-execute from its ``run.json`` into a new run: the same pipeline file, overrides
-        (``parameters`` are added on top), kernel, project directory and determinism. Package versions, the
+        (``parameters`` are added on top), kernel, project directory (``project_dir`` gives a fresh one: a
+        replay in the run's own project starts from the state the run left, e.g. its feature-store commits)
+        and determinism. The run is looked up in ``runs_dir`` (default ``<project_dir setting>/runs``), and the
+        replay's record goes there too. Package versions, the
         pipeline file and the workbench commit are compared with the run's, each difference with a
         :class:`workbench.runs.ReplayWarning`; the new record names the run in ``replay``.
     deterministic
@@ -528,8 +533,9 @@ def run_pipeline(
     if replay:
         from workbench.runs import find_run, load_record, replay_plan
 
-        runs_root = Path(runs_dir) if runs_dir else Path(project_dir or settings.project_dir).resolve() / "runs"
+        runs_root = Path(runs_dir) if runs_dir else Path(settings.project_dir).resolve() / "runs"
         source_dir = find_run(replay, runs_dir=runs_root)
+        runs_dir = runs_root  # the replay's record goes beside the run's, also when it runs in another project
         plan = replay_plan(load_record(source_dir), run_dir=source_dir)
         if pipeline_file is not None and Path(pipeline_file).resolve() != plan["pipeline_file"].resolve():
             raise PipelineError(f"run {replay} ran {plan['pipeline_file']}, not {pipeline_file}; leave the file out")
@@ -654,7 +660,8 @@ def _run_stages(
 
     attempt = len(record["attempts"])
     outputs: dict[str, dict[str, str]] = {}
-    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, STAGE_ENV, *DETERMINISM_ENV)}
+    saved_env = {k: os.environ.get(k) for k in (RUN_DIR_ENV, STAGE_ENV, PROJECT_ENV, *DETERMINISM_ENV)}
+    os.environ[PROJECT_ENV] = str(cwd)  # the kernels' settings: the project is the notebooks' directory
     if deterministic:
         os.environ.update(DETERMINISM_ENV)  # the kernels inherit this process's environment
     bar = tqdm(total=len(pipeline.stages), desc=f"{pipeline.name}", unit="stage", disable=not progress)
@@ -702,7 +709,7 @@ def _run_stages(
             outputs[stage.name] = recorded
             entry.update(
                 status="ok", ended=_now(),
-                outputs={k: {"path": v, "sha256": checksum(v)} for k, v in recorded.items()},
+                outputs={k: {"path": v, "sha256": checksum(v, base=cwd)} for k, v in recorded.items()},
             )
             _write_record(run_dir, record)
             bar.update(1)

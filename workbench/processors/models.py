@@ -80,6 +80,44 @@ def _files(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return signature, metadata
 
 
+def _unpacked(archive: Path, project_dir: Path) -> Path:
+    """An exported archive unpacked once under the project (``processors/models/<name>-<sha256[:12]>``).
+
+    The workers then load a folder the client chose: none unpacks an archive into its own temporary
+    directory (where ``registry.load`` would leave a copy for every worker and every run).
+    """
+    import hashlib
+    import os
+    import shutil
+    import uuid
+
+    from workbench import registry
+
+    digest = hashlib.sha256()
+    with archive.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    stem = archive.name.split(".")[0] or "model"
+    target = project_dir / "processors" / "models" / f"{stem}-{digest.hexdigest()[:12]}"
+    if (target / "model.keras").is_file():
+        return target
+    exported = registry.load(archive)  # checks the archive; keeps an unpacked copy at exported.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        shutil.copytree(exported.path, tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.keras").is_file():  # not a lost race with another run
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exported.path != archive:
+            shutil.rmtree(exported.path, ignore_errors=True)
+    return target
+
+
 def _describe(signature: dict[str, Any], metadata: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...],
                                                                           tuple[str, ...], tuple[float, ...] | None]:
     try:
@@ -145,7 +183,8 @@ def resolve_model(
 
     Embedded: a registered version is exported once (``registry.export``) to
     ``<project_dir>/processors/models/<name>-v<version>`` and reused; an exported
-    path is used as it is (a folder; archives are unpacked by the workers).
+    path is used as it is when a folder; an archive is unpacked once under
+    ``<project_dir>/processors/models/`` and the workers load that folder.
     Remote: the registry gives the version number and the shapes; the server
     is asked for that version.
     """
@@ -158,11 +197,15 @@ def resolve_model(
         folder = Path(ref.path).absolute()
         if not folder.exists():
             raise InputError("model", f"exported model {ref.path} does not exist")
-        if folder.is_dir():
-            signature, metadata = _files(folder)
-        else:
-            exported = registry.load(folder)
-            signature, metadata = exported.signature, exported.metadata
+        archive = None if folder.is_dir() else folder
+        if archive is not None:
+            folder = _unpacked(archive, Path(load_settings().project_dir))
+        signature, metadata = _files(folder)
+        if archive is not None:
+            from workbench.pipeline import record_usage
+
+            record_usage("models", {"name": metadata.get("name"), "version": metadata.get("version"),
+                                    "run_id": metadata.get("run_id"), "source": str(archive)})
         in_shape, out_shape, names, fill = _describe(signature, metadata)
         version = metadata.get("version")
         return ModelSpec(
