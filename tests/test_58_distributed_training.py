@@ -186,6 +186,38 @@ def test_sea_ice_cnn_on_two_workers(client: Any, project: Path) -> None:
     assert model.input_shape[1:] == (16, 16, 3) and model.output_shape[-1] == 2
 
 
+@pytest.mark.parametrize(
+    "kind, params",
+    [("tempcnn", {"filters": 8, "dense_units": 16}), ("starrnn", {"n_layers": 1, "units": 8})],
+)
+def test_other_crop_models_train_on_two_workers(
+    client: Any, crop_dataset: Any, project: Path, kind: str, params: dict[str, Any]
+) -> None:
+    """TempCNN (batch normalisation, L2) and StarRNN (custom cell) train data-parallel too."""
+    from workbench.training.distributed import CropBuilder, fit_distributed
+
+    result = fit_distributed(
+        CropBuilder(kind, params),
+        crop_dataset,
+        client=client,
+        n_workers=2,
+        weighted_epochs=1,
+        unweighted_epochs=1,
+        batch_size=64,
+        learning_rate=5e-3,
+        project=project,
+        timeout=240,
+    )
+    assert result.shard_rows == [450, 450] and len(result.history) == 2
+    assert np.isfinite([h["loss"] for h in result.history]).all()
+    first, second = result.history
+    assert second["loss"] < first["loss"] and second["accuracy"] > first["accuracy"], result.history
+    model = result.load_model()
+    assert model.name == kind
+    if kind == "tempcnn":  # the batch-normalisation statistics were updated in the synchronous steps
+        assert np.abs(model.get_layer("bn_0").moving_mean.numpy()).max() > 0
+
+
 def _rank_pids(run_id: str, rank: int) -> list[int]:
     """PIDs of the TensorFlow processes of ``run_id``'s ``rank`` (found by their command line in /proc)."""
     pids = []
