@@ -182,6 +182,7 @@ def vgg16_modified(
     pools: int = 2,
     dense_units: int = 4096,
     dropout: float = 0.5,
+    batch_norm: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     augment: SeaIceAugment | bool | None = None,
@@ -200,6 +201,12 @@ def vgg16_modified(
         Number of max-pooling layers kept (0-5; VGG-16 has 5).
     dense_units
         Units of each of the two hidden dense layers at width 1.
+    batch_norm
+        Batch normalisation after each convolution (before its ReLU). Not in VGG-16 (2014):
+        it is this workbench's addition so that the 13-conv network trains from scratch in
+        the few epochs a CPU demo affords — without it, on the five-class sample, the ¼-width
+        network was still at 0.6-0.75 training accuracy after 12 epochs while the ad-hoc CNN
+        was at 0.9. ``False`` gives the plain architecture.
     """
     _check(input_shape, n_classes, mean, std)
     if not 0 < width <= 4:
@@ -212,7 +219,12 @@ def vgg16_modified(
     for b, (filters, n_conv) in enumerate(_VGG_BLOCKS, start=1):
         f = max(4, int(round(filters * width)))
         for c in range(1, n_conv + 1):
-            x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{b}_conv{c}")(x)
+            if batch_norm:
+                x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
+                x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{b}_bn{c}")(x)
+                x = keras.layers.Activation("relu", name=f"block{b}_relu{c}")(x)
+            else:
+                x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{b}_conv{c}")(x)
         if b <= pools:
             x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = keras.layers.Flatten()(x)
@@ -229,6 +241,7 @@ def build_model(name: str, input_shape: Sequence[int], n_classes: int, **kwargs:
     if name == "adhoc":
         kwargs.pop("width", None)
         kwargs.pop("pools", None)
+        kwargs.pop("batch_norm", None)
         return adhoc_cnn(input_shape, n_classes, **kwargs)
     if name == "vgg16":
         return vgg16_modified(input_shape, n_classes, **kwargs)
