@@ -309,6 +309,58 @@ def test_a_killed_rank_fails_the_run_in_bounded_time(client: Any, crop_dataset: 
     assert not _rank_pids(run_id, 0), "rank 0's process outlived the failed run"
 
 
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the rank's process through /proc")
+def test_a_dask_worker_that_dies_fails_the_run(crop_dataset: Any, project: Path) -> None:
+    """Its own 2-worker CLI cluster (the shared one must survive): a ``dask worker`` is SIGKILLed mid-run."""
+    from distributed import Client
+
+    from tests.servers.dask_cli import cli_cluster
+    from workbench.training.distributed import CropBuilder, DistributedTrainingError, fit_distributed
+
+    run_id = f"workerkill{os.getpid()}"
+    outcome: dict[str, Any] = {}
+    with cli_cluster(2, nthreads=1) as cluster, Client(cluster.address, set_as_default=False) as c:
+
+        def run() -> None:
+            try:
+                fit_distributed(
+                    CropBuilder("lstm", {"n_layers": 1, "units": 8}),
+                    crop_dataset,
+                    client=c,
+                    n_workers=2,
+                    weighted_epochs=400,
+                    unweighted_epochs=0,
+                    batch_size=32,
+                    project=project,
+                    run_id=run_id,
+                )
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                outcome["error"] = exc
+            outcome["ended"] = time.monotonic()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not (_rank_pids(run_id, 0) and _rank_pids(run_id, 1)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = {rank: _rank_pids(run_id, rank)[0] for rank in (0, 1)}
+        while not all(_listening(_tf_port(p)) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)
+        victim = cluster.workers[1]
+        killed = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        thread.join(90)
+        assert not thread.is_alive(), "the run hung after its worker died"
+    error = outcome["error"]
+    assert isinstance(error, DistributedTrainingError) and "left the Dask cluster" in str(error), repr(error)
+    assert outcome["ended"] - killed < 30
+    deadline = time.monotonic() + 20
+    while (_rank_pids(run_id, 0) or _rank_pids(run_id, 1)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _rank_pids(run_id, 0) and not _rank_pids(run_id, 1), "a rank's process outlived its run"
+
+
 def test_bad_input_is_named(client: Any, crop_dataset: Any, project: Path) -> None:
     from workbench.training.distributed import CropBuilder, DatasetRef, fit_distributed
 

@@ -283,6 +283,27 @@ def _settle(futures: list[Any], seconds: float, *, any_done: bool = False) -> No
         time.sleep(0.1)
 
 
+def _gone(client: Client, workers: list[str]) -> list[tuple[int, str]]:
+    """``(rank, worker)`` of the ranks whose worker is no longer in the cluster."""
+    alive = set(client.scheduler_info(n_workers=-1).get("workers", {}))
+    return [(r, w) for r, w in enumerate(workers) if w not in alive]
+
+
+def _wind_down(
+    client: Client, futures: list[Any], workers: list[str], seconds: float
+) -> list[tuple[int, str]]:
+    """After the abort: wait up to ``seconds`` for the ranks whose workers live to end; the ranks gone."""
+    deadline = time.monotonic() + seconds
+    while True:
+        gone = _gone(client, workers)
+        lost = {r for r, _ in gone}
+        if time.monotonic() > deadline or all(
+            f.status != "pending" or r in lost for r, f in enumerate(futures)
+        ):
+            return gone
+        time.sleep(0.2)
+
+
 def _root_cause(failures: list[tuple[int, BaseException]]) -> tuple[int, BaseException]:
     own = [
         (r, e)
@@ -507,12 +528,7 @@ def fit_distributed(
                 f.status == "finished" for f in futures
             ):
                 break
-            alive = set(dask.scheduler_info(n_workers=-1).get("workers", {}))
-            gone = [(r, w) for r, w in enumerate(workers) if w not in alive]
-            if gone:
-                failure = DistributedTrainingError(
-                    f"worker {gone[0][1]} (rank {gone[0][0]}) left the Dask cluster during training run {run_id}"
-                )
+            if _gone(dask, workers):
                 break
             if deadline is not None and time.monotonic() > deadline:
                 failure = DistributedTrainingError(
@@ -524,10 +540,16 @@ def fit_distributed(
             succeeded = True
         else:
             abort.set()
-            _settle(futures, 30.0)
+            gone = _wind_down(dask, futures, workers, 30.0)
             failures = [(r, f.exception()) for r, f in enumerate(futures) if f.status == "error"]
             if failure is None:
-                if not failures:
+                if gone:
+                    others = "; ".join(f"rank {r}: {e}" for r, e in failures)
+                    failure = DistributedTrainingError(
+                        f"worker {gone[0][1]} (rank {gone[0][0]}) left the Dask cluster during training run "
+                        f"{run_id}" + (f" (then {others})" if others else "")
+                    )
+                elif not failures:
                     failure = DistributedTrainingError(f"training run {run_id} was cancelled")
                 else:
                     rank, exc = _root_cause(failures)
