@@ -1,9 +1,11 @@
-"""Replay of pipeline runs and the run records on the command line (issue 13, items 4 and 5).
+"""Replay of pipeline runs and the run records on the command line (issue 13, items 3, 4 and 5).
 
 ``workbench run --replay RUN_ID`` re-executes a run from its ``run.json`` into a new run; with op determinism on
-(``--deterministic``), a short Polar chain of the demo (S1 preprocessing on Dask, patches into the feature store,
-the two CNNs trained) replays to identical output checksums. ``workbench runs list/show/diff``, and clear errors
-for bad input.
+(``--deterministic``), the demo's Polar chain, small (preprocess_s1 -> seaice_patches -> train_seaice ->
+seaice_chart), replays to identical output checksums. Both runs go through the real command-line Dask cluster
+(``dask_cli_cluster``, with ``WORKBENCH_DASK_ADDRESS``): this is also the Polar chain of issue 13 item 3, run here
+so that the suite runs that chain once, not three times; the workers must leave no file in their own directories.
+``workbench runs list/show/diff``, and clear errors for bad input.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import nbformat
+import numpy as np
 import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
@@ -27,13 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _polar_chain(directory: Path) -> Path:
-    """preprocess_s1 -> seaice_patches -> train_seaice of the demo, small (a 512-pixel window, one epoch each)."""
+    """preprocess_s1 -> seaice_patches -> train_seaice -> seaice_chart of the demo, small (a 512-pixel window)."""
     demo = yaml.safe_load((ROOT / "notebooks" / "pipelines" / "demo.yaml").read_text())
     small = {
         "preprocess_s1": {"size": 512, "chunk": 64},
         "seaice_patches": {"patch_size": 16, "stride": 8, "block": 32},
         "train_seaice": {"epochs": 1, "vgg_epochs": 1, "vgg_width": 0.125, "register": False},
     }
+    small["seaice_chart"] = {}
     stages = [{**s, "notebook": str(ROOT / s["notebook"]), "parameters": {**s["parameters"], **small[s["name"]]}}
               for s in demo["stages"] if s["name"] in small]
     directory.mkdir(parents=True, exist_ok=True)
@@ -44,8 +48,11 @@ def _polar_chain(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A deterministic run of the short Polar chain and its replay (through the CLI)."""
+def replayed(tmp_path_factory: pytest.TempPathFactory, dask_cli_cluster: str) -> Iterator[dict[str, Any]]:
+    """A deterministic run of the short Polar chain on the CLI cluster, and its replay into a fresh project (CLI)."""
+    from distributed import Client
+
+    from tests.test_04_cli_cluster import Cluster, _worker_dirs
     from workbench.errors import DataError
     from workbench.samples.sarsen_assets import find_grd_safe
 
@@ -54,9 +61,13 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     except DataError as exc:
         pytest.skip(str(exc))
     project = tmp_path_factory.mktemp("replay")
-    with pytest.MonkeyPatch.context() as mp:
+    fresh = tmp_path_factory.mktemp("replay-fresh")
+    with pytest.MonkeyPatch.context() as mp, Client(dask_cli_cluster, timeout=30, set_as_default=False) as client:
+        dirs = [tuple(Path(p).resolve() for p in d) for d in client.run(_worker_dirs).values()]
+        cluster = Cluster(dask_cli_cluster, client, dirs)  # type: ignore[arg-type]
+        strays = cluster.stray_files()
         mp.setenv("WORKBENCH_PROJECT_DIR", str(project))
-        mp.setenv("WORKBENCH_DASK_WORKERS", "1")
+        mp.setenv("WORKBENCH_DASK_ADDRESS", dask_cli_cluster)
         mp.setenv("SARSEN_ASSETS_DIR", str(assets))
         for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
             mp.setenv(var, "1")
@@ -64,10 +75,11 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         mp.chdir(project)
         first = run_pipeline(_polar_chain(project / "pipelines"), progress=False, deterministic=True)
         assert first["status"] == "ok", [s.get("error") for s in first["stages"]]
-        assert main(["run", "--replay", first["run_id"], "--quiet"]) == 0
+        assert main(["run", "--replay", first["run_id"], "--quiet", "--project-dir", str(fresh)]) == 0
         runs = [r["run_id"] for r in list_runs()]
         second = read_run(project / "runs" / next(r for r in runs if r != first["run_id"]))
-        yield {"project": project, "first": first, "second": second, "mp": mp}
+        yield {"project": project, "fresh": fresh, "first": first, "second": second, "cluster": cluster,
+               "strays_before": strays}
 
 
 def test_replay_is_a_new_run_of_the_same_pipeline_and_parameters(replayed: dict[str, Any]) -> None:
@@ -75,10 +87,31 @@ def test_replay_is_a_new_run_of_the_same_pipeline_and_parameters(replayed: dict[
     assert second["run_id"] != first["run_id"] and second["status"] == "ok"
     assert second["replay"]["of"] == first["run_id"] and second["replay"]["package_changes"] == {}
     assert not second["replay"]["pipeline_changed"]
-    for key in ("pipeline_file", "pipeline_sha256", "overrides", "parameters", "kernel", "project_dir"):
+    for key in ("pipeline_file", "pipeline_sha256", "overrides", "parameters", "kernel"):
         assert second[key] == first[key], key
+    assert first["project_dir"] == str(replayed["project"]) and second["project_dir"] == str(replayed["fresh"])
     assert first["deterministic"] is True and second["deterministic"] is True
-    assert [s["parameters"] for s in second["stages"]] == [s["parameters"] for s in first["stages"]]
+    moved = json.dumps([s["parameters"] for s in first["stages"]]).replace(str(replayed["project"]),
+                                                                          str(replayed["fresh"]))
+    assert [s["parameters"] for s in second["stages"]] == json.loads(moved)  # references into its own project
+
+
+def test_polar_chain_ran_on_the_cli_cluster_through_the_storage_layer(replayed: dict[str, Any]) -> None:
+    """S1 preprocessing ran on the CLI workers; outputs are in each run's project; no worker wrote in its own dirs."""
+    from workbench.storage import open_zarr
+
+    cluster = replayed["cluster"]
+    assert any(p.startswith("sigma0") for p in cluster.task_prefixes()), "S1 preprocessing did not use the cluster"
+    assert cluster.stray_files() == replayed["strays_before"], "a worker wrote in its own cwd or TMPDIR"
+    for run, project in ((replayed["first"], replayed["project"]), (replayed["second"], replayed["fresh"])):
+        outputs = {s["name"]: s["outputs"] for s in run["stages"]}
+        for stage, out in outputs.items():
+            for key, entry in out.items():
+                assert Path(entry["path"]).exists() and entry["sha256"], f"{stage}.{key}"
+                assert Path(entry["path"]).is_relative_to(project), f"{stage}.{key} is outside the project"
+        cube = open_zarr(outputs["preprocess_s1"]["cube"]["path"]).load()
+        assert np.isfinite(cube["sar"].values).mean() > 0.5, "chunks written by the workers are missing"
+        assert Path(outputs["seaice_chart"]["cog"]["path"]).stat().st_size > 0
 
 
 def test_deterministic_replay_gives_identical_checksums(replayed: dict[str, Any],
@@ -87,7 +120,7 @@ def test_deterministic_replay_gives_identical_checksums(replayed: dict[str, Any]
     rows = diff_runs(first["run_id"], second["run_id"])
     names = {f"{r['stage']}.{r['output']}" for r in rows}
     assert {"preprocess_s1.cube", "seaice_patches.patches", "seaice_patches.feature_store",
-            "train_seaice.adhoc_model", "train_seaice.vgg16_model"} <= names
+            "train_seaice.adhoc_model", "train_seaice.vgg16_model", "seaice_chart.cog", "seaice_chart.polygons"} <= names
     assert all(r["a"] for r in rows), rows
     assert [r for r in rows if not r["same"]] == []
     capsys.readouterr()
@@ -225,6 +258,8 @@ def test_content_checksums_leave_out_write_stamps(tmp_path: Path) -> None:
         with zipfile.ZipFile(folder / "model.keras", "w") as archive:
             archive.writestr(zipfile.ZipInfo("metadata.json", date_time=(2020, 1, 1, int(when[-2:]), 0, 0)),
                              json.dumps({"date_saved": when, "keras_version": "3"}))
+            shared = {"shared_object_id": 1000 + int(when[-2:])}  # Keras: id() of a shared object when saved
+            archive.writestr("config.json", json.dumps({"layers": [{"init": shared}, {"init": shared}]}))
             archive.writestr("model.weights.h5", bytes([value]) * 10)
         return folder
 

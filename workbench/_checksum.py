@@ -5,7 +5,8 @@ Two runs of a seeded, deterministic stage write the same data, but some writers 
 commits and files by random ids and dates its metadata, Delta Lake logs commit times, and run metadata carry
 durations and throughput figures. :func:`content_checksum` hashes what is left when those stamps are taken out:
 
-* a ZIP (``.keras``, ``.zip``): member names and contents, not the members' times; JSON members canonicalised;
+* a ZIP (``.keras``, ``.zip``): member names and contents, not the members' times; JSON members canonicalised
+  (Keras' ``shared_object_id``, the ``id()`` of an object in the saving process, renumbered);
 * JSON (``.json``, Delta-log lines): parsed, keys of :data:`VOLATILE_KEYS` dropped, random ids masked, dumped
   with sorted keys;
 * Parquet: the table's schema and rows (random ids masked in string columns), not the file's own metadata;
@@ -28,16 +29,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["content_checksum", "VOLATILE_KEYS"]
+__all__ = ["content_checksum", "VOLATILE_KEYS", "VOLATILE_SUFFIXES"]
 
 #: JSON keys whose values are stamps of one particular write (times, durations, speeds, random ids).
 VOLATILE_KEYS = frozenset({
-    "date_saved", "created_at", "updated_at", "created", "timestamp", "modificationTime", "deletionTimestamp",
+    "date_saved", "created_at", "updated_at", "created", "timestamp", "modificationTime", "deletionTimestamp", "createdTime",
     "execution_time_ms", "commit_id", "commit_time", "committed", "started", "ended", "duration", "duration_s",
     "seconds", "patches_per_s", "samples_per_s", "train_seconds", "fit_seconds", "elapsed", "elapsed_s", "txnId",
     "run_id", "artifact_uri", "time", "when", "clientVersion", "engineInfo", "num_retries",
 })
 #: (RE2 syntax too: Arrow's regular expressions run it over Parquet string columns.)
+#: Key endings that mark a measured time or speed (``train_patches_per_s``, ``fit_seconds``...).
+VOLATILE_SUFFIXES = ("_per_s", "_per_second", "_seconds", "_time_s", "_time_ms", "_duration_s")
 _RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{32}\b")
 _BLOCK = 1 << 20
 
@@ -50,7 +53,8 @@ def _mask(text: str, base: str | None = None) -> str:
 
 def _canonical(value: Any, base: str | None) -> Any:
     if isinstance(value, dict):
-        return {_mask(str(k), base): _canonical(v, base) for k, v in value.items() if k not in VOLATILE_KEYS}
+        return {_mask(str(k), base): _canonical(v, base) for k, v in value.items()
+                if k not in VOLATILE_KEYS and not str(k).endswith(VOLATILE_SUFFIXES)}
     if isinstance(value, list):
         return [_canonical(v, base) for v in value]
     if isinstance(value, str):
@@ -61,6 +65,20 @@ def _canonical(value: Any, base: str | None) -> Any:
             except ValueError:
                 pass
         return _mask(value, base)
+    return value
+
+
+#: Keys whose values are object identities of the writing process (Keras: ``id()`` of a shared object);
+#: they are renumbered in order of first appearance.
+IDENTITY_KEYS = frozenset({"shared_object_id"})
+
+
+def _renumber(value: Any, seen: dict[Any, int]) -> Any:
+    if isinstance(value, dict):
+        return {k: (seen.setdefault(v, len(seen)) if k in IDENTITY_KEYS and not isinstance(v, (dict, list))
+                    else _renumber(v, seen)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renumber(v, seen) for v in value]
     return value
 
 
@@ -77,7 +95,8 @@ def _json_digest(data: bytes, base: str | None) -> bytes | None:
             docs = [json.loads(line) for line in text.splitlines() if line.strip()]
         except ValueError:
             return None
-    return json.dumps([_canonical(d, base) for d in docs], sort_keys=True, default=str).encode()
+    seen: dict[Any, int] = {}
+    return json.dumps([_canonical(_renumber(d, seen), base) for d in docs], sort_keys=True, default=str).encode()
 
 
 def _parquet_digest(path: Path, base: str | None) -> bytes | None:
