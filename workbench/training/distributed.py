@@ -91,20 +91,24 @@ class CropBuilder:
         Any kind :func:`~workbench.models.crops.build_model` knows (``lstm``, ``tempcnn``, ``starrnn``...).
     params
         The builder's keyword arguments (``n_layers``, ``units``...).
+    scaling
+        Input scaling fitted on the sample: ``"percentile"`` (2nd/98th, the default) or ``"standard"``
+        (:func:`workbench.models.crops.fit_scaling`).
     """
 
     kind: str = "lstm"
     params: Mapping[str, Any] = field(default_factory=dict)
+    scaling: str = "percentile"
 
     def __call__(self, info: ShardInfo) -> Any:
-        from workbench.models.crops import build_model, fit_percentile_scaling
+        from workbench.models.crops import build_model, fit_scaling
 
         if len(info.input_shape) != 2:
             raise DataError(
                 f"crop models take (months, bands) series, the dataset's samples have shape "
                 f"{info.input_shape}"
             )
-        scaling = fit_percentile_scaling(info.sample_x)
+        scaling = fit_scaling(info.sample_x, method=self.scaling)
         return build_model(
             self.kind,
             info.input_shape[0],
