@@ -51,9 +51,15 @@ def test_polar_notebooks_chain(sarsen_cache: Path, project_dir: Path, monkeypatc
          {"data_dir": data, "cube_path": cube, "chart_path": chart, "patch_size": 16, "stride": 8, "block": 64})
     assert (project_dir / data / "polar" / "seaice_patches.zarr").is_dir()
     nb = _run("04_train_seaice.ipynb", out, project_dir,
-              {"data_dir": data, "epochs": 1, "vgg_epochs": 1, "vgg_width": 0.125, "register": True})
+              {"data_dir": data, "epochs": 1, "vgg_epochs": 1, "classes_epochs": 1, "classes_vgg_epochs": 1,
+               "vgg_width": 0.125, "register": True})
     text = json.dumps(nb["cells"])
-    assert "published validation accuracy" in text and "0.9853" in text
+    assert "paper, Table III" in text and "0.9853" in text and "0.9989" in text
+    assert "five classes" in text and "per-pixel" in text  # both tasks, beside the per-pixel baseline
+    from workbench import registry
+
+    for name in ("seaice_adhoc_binary", "seaice_vgg16_binary", "seaice_adhoc_classes", "seaice_vgg16_classes"):
+        assert registry.get_best_model(name, "val_accuracy").name == name
     assert_showcases_shown(nb)  # the accuracy table, and the learning curves and confusion matrices drawn
     model = f"{data}/polar/models/seaice_adhoc.keras"
     assert (project_dir / model).is_file()

@@ -183,7 +183,7 @@ class Sigma0Model:
 SIGMA0_MODELS: dict[str, Sigma0Model] = {
     # open water: calm and wind-roughened, mixed by a smooth wind field; steep HH slope, flat HV
     "water_calm": Sigma0Model(-26.0, -0.80, -35.0, -0.10, texture_db=0.3, texture_px=40.0),
-    "water_windy": Sigma0Model(-15.0, -0.80, -29.0, -0.10, texture_db=0.8, texture_px=40.0),
+    "water_windy": Sigma0Model(-17.0, -0.80, -29.0, -0.10, texture_db=0.8, texture_px=40.0),
     # brash / pancake ice: bright rims, granular texture, HV moderate
     "brash_pancake_ice": Sigma0Model(-14.0, -0.25, -23.0, -0.15, texture_db=2.2, hh_floe_db=1.3,
                                      hv_floe_db=1.0, texture_px=4.0),
@@ -350,7 +350,7 @@ def simulate_sigma0(
 
     # open water: a km-scale wind field mixes the calm and windy models; wind streaks along azimuth
     water = labels == 0
-    wind = np.clip(0.4 + 0.25 * _smooth_noise(rng, shape, min(shape) / 8), 0.0, 1.0)
+    wind = np.clip(0.35 + 0.25 * _smooth_noise(rng, shape, min(shape) / 8), 0.0, 1.0)
     streaks = _smooth_noise(rng, shape, (40.0, 6.0))
     calm, windy = models["water_calm"], models["water_windy"]
     for pol, fac in (("hh", 1.0), ("hv", 0.7)):
