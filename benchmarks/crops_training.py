@@ -34,13 +34,12 @@ def main() -> None:
         os.environ["WORKBENCH_PROJECT_DIR"] = project
         os.chdir(project)
         import dask
-        import keras
 
         from workbench.datasets.pixels import build_pixel_samples, to_training_dataset
         from workbench.models.crops import build_lstm, fit_percentile_scaling
         from workbench.samples.sentinel2 import CROP_CLASSES, generate_sentinel2_samples, sample_paths
         from workbench.sentinel2 import composite_tiles
-        from workbench.training.fit import compile_classifier
+        from workbench.training.fit import compile_classifier, seed_everything
 
         size, layers, units = (32, 2, 64) if args.small else (64, 3, 200)
         t0 = time.perf_counter()
@@ -56,7 +55,7 @@ def main() -> None:
         scaling = fit_percentile_scaling(x)
 
         def throughput(data: object, labels: object = None) -> float:
-            keras.utils.set_random_seed(0)
+            seed_everything(0)
             model = compile_classifier(build_lstm(x.shape[1], x.shape[2], len(CROP_CLASSES), n_layers=layers,
                                                   units=units, scaling=scaling))
             kwargs = {} if labels is None else {"y": labels, "batch_size": args.batch_size, "shuffle": True}

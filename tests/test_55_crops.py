@@ -137,7 +137,9 @@ def _imbalanced(seed: int, n: int = 1200, minority: float = 0.06) -> tuple[np.nd
 
 
 def _small_model(seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
+    from workbench.training.fit import seed_everything
+
+    seed_everything(seed)
     return keras.Sequential([keras.Input((12, 2)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
 
 
