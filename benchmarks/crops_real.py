@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -90,8 +89,8 @@ def main() -> None:
     readers = {"formosat2": (read_formosat2, folder / "temporalcnn-formosat2"),
                "slovenia_ndvi": (read_slovenia_ndvi, folder / "eolearn-slovenia-ndvi")}
     if not all(path.is_dir() for _, path in readers.values()):
-        print(f"the real series are not under {folder}; nothing to measure")
-        sys.exit(1)
+        print(f"skipped: the real series are not under {folder}; nothing to measure")
+        return
     n_seeds = args.seeds or (2 if args.small else 3)
     ratios = {}
     start = time.perf_counter()
