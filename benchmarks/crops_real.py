@@ -37,11 +37,13 @@ SETTINGS = {
         "params": {
             "lstm": {"n_layers": 2, "units": 64, "dropout": 0.2},
             "tempcnn": {},
-            "starrnn": {"n_layers": 2, "units": 64, "dropout": 0.2},
+            # without the batch norm between layers: on 276 series of 149 dates it held StarRNN at 14-30 % OA
+            "starrnn": {"n_layers": 1, "units": 64, "dropout": 0.2, "batch_norm": False},
             "transformer": {"d_model": 32, "n_heads": 2, "n_layers": 2, "d_inner": 64, "dropout": 0.1},
         },
         "fit": {"*": {"unweighted_epochs": 80, "batch_size": 32, "patience": 15, "learning_rate": 1e-3},
-                "lstm": {"learning_rate": 3e-3}, "starrnn": {"learning_rate": 3e-3},
+                "lstm": {"learning_rate": 3e-3},
+                "starrnn": {"learning_rate": 1e-2, "unweighted_epochs": 150, "patience": 30},
                 "transformer": {"learning_rate": 1e-3}},
         "scaling": "standard",
         "max_train": None,
