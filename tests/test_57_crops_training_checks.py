@@ -101,3 +101,5 @@ def test_wrong_keyword_names_the_parameters() -> None:
         two_phase_fit(model, x, y, n_classes=3, epochs=3)
     with pytest.raises(TypeError, match="it takes samples, n_classes"):  # still a TypeError for callers
         train_crop_models(None, n_classes=3, model=["lstm"])
+    with pytest.raises(DataError, match="has no parameter 'model'"):  # and a DataError naming the argument
+        train_crop_models(None, n_classes=3, model=["lstm"])

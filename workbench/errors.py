@@ -51,5 +51,9 @@ class FeatureStoreError(DataError):
     """A feature-store call got bad input, or the stored state does not allow it."""
 
 
-class ArgumentError(WorkbenchError, TypeError):
-    """A function was called with a keyword it does not take (the message lists the ones it does)."""
+class ArgumentError(DataError, TypeError):
+    """A function was called with a keyword it does not take (the message lists the ones it does).
+
+    A :class:`DataError` (bad input, named) and a ``TypeError`` (what Python raises for an unknown keyword),
+    so either ``except`` catches it.
+    """
